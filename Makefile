@@ -1,0 +1,41 @@
+# schemahook — build, test and run targets. `make help` lists them.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := build
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/schemahook/schemahook/hook/version.Version=$(VERSION)
+BIN      := bin/schemahook
+IMAGE_ARCHIVE := bin/schemahook-image.tar
+GOFLAGS_STATIC := CGO_ENABLED=0 GOFLAGS=-trimpath
+
+.PHONY: help build demo test test-unit test-integration test-chart lint image e2e-local bench diagram clean
+
+help: ## list targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## static schemahook binary in bin/
+	$(GOFLAGS_STATIC) go build -ldflags '$(LDFLAGS)' -o $(BIN) ./hook/cmd/schemahook
+
+demo: build ## throwaway local Postgres: update, status, check, then stop it
+	./scripts/demo.sh $(BIN)
+
+test: test-unit test-integration test-chart ## every test that needs no cluster (Postgres is started if needed)
+
+test-unit: ## unit tests and fuzz seed corpora of the binary's packages
+	go test ./...
+
+test-integration: build ## tests against a real Postgres (see tests/pgtest)
+	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) go test ./integration/...
+
+test-chart: ## chart tests through the Helm SDK
+	cd tests && go test ./chart/...
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l hook migrations tests)" || { gofmt -l hook migrations tests; exit 1; }
+	go vet ./...
+	cd tests && go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	cd tests && go run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+clean: ## remove build outputs
+	rm -rf bin

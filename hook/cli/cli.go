@@ -1,0 +1,234 @@
+// Package cli is the schemahook command line: cobra commands over the runner, configuration
+// from flags and SCHEMAHOOK_* environment variables, logging, and the one place where errors
+// become exit codes.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/schemahook/schemahook/hook/dbconn"
+	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/hook/runner"
+	"github.com/schemahook/schemahook/hook/source"
+	"github.com/schemahook/schemahook/hook/version"
+	"github.com/schemahook/schemahook/migrations"
+)
+
+// Exit codes. They are part of the interface (the chart, CI scripts and the README rely on
+// them): never renumber.
+const (
+	ExitOK         = 0
+	ExitError      = 1 // anything else: authentication, permissions, bugs
+	ExitUsage      = 2 // bad flags, bad configuration, invalid migration files; nothing touched
+	ExitFailed     = 3 // a migration failed; the database is at the previous version, clean
+	ExitDrift      = 4 // an applied migration's file changed or is missing
+	ExitNewer      = 5 // the database is newer than this release
+	ExitDirty      = 6 // a no-transaction migration stopped midway
+	ExitTimeout    = 7 // database unreachable, migration lock or table locks not available in time
+	ExitNotCurrent = 8 // check: the schema is behind this release
+)
+
+// ExitCode maps an error returned by a command to its exit code. Timeouts are checked first:
+// a migration interrupted by the deadline is a timeout, not a broken file.
+func ExitCode(err error) int {
+	var usage usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, dbconn.ErrUnreachable), errors.Is(err, pgdriver.ErrLockTimeout), errors.Is(err, context.DeadlineExceeded):
+		return ExitTimeout
+	case errors.As(err, &usage), errors.Is(err, source.ErrInvalid), errors.Is(err, dbconn.ErrConfig):
+		return ExitUsage
+	case errors.Is(err, pgdriver.ErrMigrationFailed):
+		return ExitFailed
+	case errors.Is(err, runner.ErrDrift):
+		return ExitDrift
+	case errors.Is(err, runner.ErrDatabaseNewer):
+		return ExitNewer
+	case errors.Is(err, runner.ErrDirty):
+		return ExitDirty
+	case errors.Is(err, runner.ErrNotCurrent):
+		return ExitNotCurrent
+	}
+	return ExitError
+}
+
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// Main runs the CLI with args and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		code := ExitCode(err)
+		if code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) {
+			fmt.Fprintf(stderr, "Error: %s\nRun 'schemahook %s --help' for usage.\n", dbconn.Redact(err.Error()), commandName(root, args))
+		} else if a.log != nil {
+			a.log.Error(dbconn.Redact(err.Error()), "exit_code", code)
+		} else {
+			fmt.Fprintf(stderr, "Error: %s\n", dbconn.Redact(err.Error()))
+		}
+		return code
+	}
+	return ExitOK
+}
+
+func commandName(root *cobra.Command, args []string) string {
+	if c, _, err := root.Find(args); err == nil && c != root {
+		return c.Name()
+	}
+	return ""
+}
+
+// app holds the settings shared by every command.
+type app struct {
+	stdout, stderr io.Writer
+	log            *slog.Logger
+
+	databaseURL     string
+	migrationsDir   string
+	migrationsTable string
+	historyTable    string
+	logFormat       string
+	logLevel        string
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "schemahook",
+		Short: "Initialize and upgrade a PostgreSQL schema safely from Helm hooks and gate app pods on it",
+		Long: `schemahook applies versioned SQL migrations to PostgreSQL, each in one transaction with its
+version row, so a failure leaves the previous version clean. It waits for locks with lock_timeout
+and retries instead of stalling traffic, and it answers "is the schema current?" for app pods.
+
+Configuration: flags, SCHEMAHOOK_<FLAG> environment variables (e.g. SCHEMAHOOK_LOCK_TIMEOUT=500ms),
+DATABASE_URL, and libpq's PG* variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE).
+
+Exit codes: 0 ok, 1 error, 2 usage or invalid migrations, 3 migration failed (database at the
+previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 7 timeout,
+8 schema not current (check).`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: a.setup,
+		Version:           version.Version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.databaseURL, "database-url", "", "connection URL or keyword/value string (default: DATABASE_URL, then PG* variables)")
+	pf.StringVar(&a.migrationsDir, "migrations", "", "directory of NNNNNN_name.up.sql/.down.sql files (default: the migrations built into this binary)")
+	pf.StringVar(&a.migrationsTable, "migrations-table", "schema_migrations", "golang-migrate compatible version table")
+	pf.StringVar(&a.historyTable, "history-table", "schemahook_history", "table recording each applied migration")
+	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (JSON unless stderr is a terminal), text or json")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.AddCommand(a.updateCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
+		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand())
+	return root
+}
+
+// setup applies environment variables to flags the user did not set, then builds the logger.
+// SCHEMAHOOK_<FLAG_NAME> works for every flag, so a chart can configure the hook through env
+// only; DATABASE_URL is honoured for --database-url as most platforms provide it.
+func (a *app) setup(cmd *cobra.Command, _ []string) error {
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		env := "SCHEMAHOOK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		val, ok := os.LookupEnv(env)
+		if !ok && f.Name == "database-url" {
+			val, ok = os.LookupEnv("DATABASE_URL")
+			env = "DATABASE_URL"
+		}
+		if !ok {
+			return
+		}
+		if err := f.Value.Set(val); err != nil {
+			errs = append(errs, usagef("environment variable %s=%q: %v", env, dbconn.Redact(val), err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	log, err := newLogger(a.stderr, a.logFormat, a.logLevel)
+	if err != nil {
+		return err
+	}
+	a.log = log
+	return nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "auto":
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				return slog.New(slog.NewTextHandler(w, opts)), nil
+			}
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: use auto, text or json", format)
+}
+
+// catalog loads the migrations: the --migrations directory or the embedded example.
+func (a *app) catalog() (*source.Catalog, error) {
+	if a.migrationsDir == "" {
+		return source.Load(migrations.FS, ".")
+	}
+	fi, err := os.Stat(a.migrationsDir)
+	if err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: --migrations %q is not a readable directory", source.ErrInvalid, a.migrationsDir)
+	}
+	return source.Load(os.DirFS(a.migrationsDir), ".")
+}
+
+// runner builds a Runner from the shared settings plus per-command driver options.
+func (a *app) runner(d pgdriver.Options, waitForDB time.Duration) (*runner.Runner, error) {
+	cat, err := a.catalog()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := dbconn.Config(a.databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	d.MigrationsTable, d.HistoryTable = a.migrationsTable, a.historyTable
+	if d.AppliedBy == "" {
+		host, _ := os.Hostname()
+		d.AppliedBy = fmt.Sprintf("%s@%s (schemahook %s)", cfg.User, host, version.Version)
+	}
+	return runner.New(cfg, cat, runner.WithLogger(a.log), runner.WithDriverOptions(d), runner.WithWaitForDB(waitForDB)), nil
+}
+
+func nonNegative(name string, d time.Duration) error {
+	if d < 0 {
+		return usagef("--%s %s: must not be negative", name, d)
+	}
+	return nil
+}

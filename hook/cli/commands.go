@@ -1,0 +1,251 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/hook/source"
+	"github.com/schemahook/schemahook/hook/version"
+)
+
+func (a *app) updateCommand() *cobra.Command {
+	var (
+		d                pgdriver.Options
+		waitForDB, total time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Initialize an empty database or apply pending migrations (what the hook Job runs)",
+		Long: `update waits for the database, takes the migration lock, refuses a dirty, drifted or newer
+database, then applies every pending migration in its own transaction together with its version
+row. When the schema is already current it changes nothing and exits 0 quickly, so it is safe to
+run on every deploy and every Argo CD sync.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for name, v := range map[string]time.Duration{"wait-for-db": waitForDB, "timeout": total, "lock-wait": d.LockWait, "statement-timeout": d.StatementTimeout} {
+				if err := nonNegative(name, v); err != nil {
+					return err
+				}
+			}
+			if d.LockTimeout <= 0 {
+				return usagef("--lock-timeout %s: must be positive (it bounds how long a migration may block other queries)", d.LockTimeout)
+			}
+			r, err := a.runner(d, waitForDB)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if total > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, total)
+				defer cancel()
+			}
+			_, err = r.Update(ctx)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
+	f.DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
+	f.DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
+	f.DurationVar(&d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook holding the migration lock")
+	f.DurationVar(&total, "timeout", 5*time.Minute, "deadline for the whole update, retries included (0: none)")
+	return cmd
+}
+
+func (a *app) checkCommand() *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Exit 0 only if the database is at this release's head version and clean (the app gate)",
+		Long: `check compares the database's version with the newest migration this binary knows. It exits 0
+when they are equal and the version is clean; 8 when the schema is behind, 5 when the database is
+newer than this release, 6 when it is dirty. With --wait it polls until the schema is current or
+the time is up — use it as an init container so app pods start only on a current schema.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := nonNegative("wait", wait); err != nil {
+				return err
+			}
+			r, err := a.runner(pgdriver.Options{}, 0)
+			if err != nil {
+				return err
+			}
+			if wait > 0 {
+				err = r.CheckWait(cmd.Context(), wait)
+			} else {
+				err = r.Check(cmd.Context())
+			}
+			if err == nil {
+				a.log.Info("schema is current", "version", r.Catalog().Head().Version)
+			}
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "poll until the schema is current or this much time has passed (0: answer at once)")
+	return cmd
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var output string
+	var waitForDB time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the current and head versions, pending migrations, applied history and drift",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return usagef("-o %q: use table or json", output)
+			}
+			r, err := a.runner(pgdriver.Options{}, waitForDB)
+			if err != nil {
+				return err
+			}
+			st, err := r.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return st.WriteTable(a.stdout)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	return cmd
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var d pgdriver.Options
+	var waitForDB time.Duration
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Print the SQL that update would run now, without changing anything",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := a.runner(d, waitForDB)
+			if err != nil {
+				return err
+			}
+			return r.Plan(cmd.Context(), a.stdout)
+		},
+	}
+	cmd.Flags().DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout to show (as update would use it)")
+	cmd.Flags().DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout to show")
+	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	return cmd
+}
+
+func (a *app) forceCommand() *cobra.Command {
+	var waitForDB time.Duration
+	cmd := &cobra.Command{
+		Use:   "force VERSION",
+		Short: "Mark the database clean at VERSION without running SQL (recovery after a dirty migration)",
+		Long: `force rewrites the version row to VERSION, clean, and aligns the history table, without running
+any migration SQL. Use it only after fixing a partially applied no-transaction migration by hand:
+VERSION is that migration's version if you finished its statements, or the previous version if
+you undid them. -1 means no migration is applied.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := strconv.Atoi(args[0])
+			if err != nil || v < -1 {
+				return usagef("VERSION %q: must be a migration version or -1", args[0])
+			}
+			r, err := a.runner(pgdriver.Options{}, waitForDB)
+			if err != nil {
+				return err
+			}
+			return r.Force(cmd.Context(), v)
+		},
+	}
+	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	return cmd
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+
+func (a *app) createCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Write the next NNNNNN_NAME.up.sql / .down.sql pair into the migrations directory",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(strings.TrimSpace(args[0])))
+			if !nameRE.MatchString(name) {
+				return usagef("NAME %q: use letters, digits and underscores, e.g. add_users_email_index", args[0])
+			}
+			dir := a.migrationsDir
+			if dir == "" {
+				if fi, err := os.Stat("migrations"); err == nil && fi.IsDir() {
+					dir = "migrations"
+				} else {
+					return usagef("no migrations directory: pass --migrations DIR (the built-in migrations cannot be written to)")
+				}
+			}
+			next := uint(1)
+			if _, err := os.Stat(dir); err != nil {
+				return usagef("--migrations %q: %v", dir, err)
+			}
+			cat, err := source.Load(os.DirFS(dir), ".")
+			switch {
+			case err == nil:
+				next = cat.Head().Version + 1
+			case !errors.Is(err, source.ErrEmpty):
+				return err // refuse to add to a directory that is already broken
+			}
+			base := fmt.Sprintf("%06d_%s", next, name)
+			for _, suffix := range []string{".up.sql", ".down.sql"} {
+				p := filepath.Join(dir, base+suffix)
+				body := fmt.Sprintf("-- %s%s\n", base, suffix)
+				if suffix == ".down.sql" {
+					body += "-- Undo exactly what the up file does; `schemahook verify` checks it.\n"
+				}
+				f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if err != nil {
+					return fmt.Errorf("creating %s: %w", p, err)
+				}
+				_, werr := f.WriteString(body)
+				if err := f.Close(); werr == nil {
+					werr = err
+				}
+				if werr != nil {
+					return fmt.Errorf("writing %s: %w", p, werr)
+				}
+				fmt.Fprintln(a.stdout, p)
+			}
+			return nil
+		},
+	}
+	return cmd
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, the head migration of the built-in migrations and the Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			head := "invalid"
+			if cat, err := a.catalog(); err == nil {
+				head = fmt.Sprintf("%d (%s)", cat.Head().Version, cat.Head().Name)
+			}
+			fmt.Fprintf(a.stdout, "schemahook %s\nmigrations head: %s\ngo: %s %s/%s\n", version.Version, head, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}

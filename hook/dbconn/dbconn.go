@@ -1,0 +1,163 @@
+// Package dbconn turns flags and libpq-style environment into a pgx connection, waits for the
+// database with bounded backoff, and renders connection strings without their passwords.
+package dbconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/schemahook/schemahook/hook/backoff"
+)
+
+var (
+	// ErrUnreachable means the database did not accept a connection before the wait ended.
+	ErrUnreachable = errors.New("database unreachable")
+	// ErrAuth means the server rejected the credentials; retrying cannot help.
+	ErrAuth = errors.New("database authentication failed")
+	// ErrConfig means the connection settings themselves are malformed.
+	ErrConfig = errors.New("invalid database settings")
+)
+
+// Config parses a connection string (URL or keyword/value form). An empty string means
+// "everything from libpq's PG* environment variables", which pgx reads for any setting the
+// string leaves out — the chart passes PGPASSWORD from a Secret this way, never in a URL.
+func Config(connString string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		// pgconn already redacts passwords in its parse errors; Redact is belt and braces.
+		return nil, fmt.Errorf("%w: %s", ErrConfig, Redact(err.Error()))
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		// Shows up in pg_stat_activity, so a DBA (and our lock-wait message) can tell who holds locks.
+		cfg.RuntimeParams["application_name"] = "schemahook"
+	}
+	return cfg, nil
+}
+
+// Describe renders where cfg connects, for logs and errors: never the password.
+func Describe(cfg *pgx.ConnConfig) string {
+	host := cfg.Host
+	if strings.HasPrefix(host, "/") {
+		host = "socket " + host
+	}
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.User, host, cfg.Port, cfg.Database)
+}
+
+// Connect opens a connection, retrying transient failures (refused, DNS, timeouts, "the
+// database system is starting up", database not created yet) with backoff until wait has passed
+// or ctx ends. Authentication failures return at once: retrying a wrong password only delays
+// the message and can lock the role out. wait == 0 means a single attempt.
+func Connect(ctx context.Context, cfg *pgx.ConnConfig, wait time.Duration, log *slog.Logger) (*pgx.Conn, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	policy := backoff.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		c := cfg.Copy()
+		if c.ConnectTimeout == 0 || c.ConnectTimeout > 5*time.Second {
+			c.ConnectTimeout = 5 * time.Second
+		}
+		conn, err := pgx.ConnectConfig(ctx, c)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", Describe(cfg), ctx.Err())
+		}
+		if fatal := classify(err); fatal != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", Describe(cfg), fatal)
+		}
+		if attempt == 0 && wait > 0 {
+			log.Info("waiting for the database", "target", Describe(cfg), "wait", wait.String(), "error", Redact(err.Error()))
+		}
+		if wait <= 0 || policy.Sleep(waitCtx, attempt) != nil || waitCtx.Err() != nil {
+			return nil, fmt.Errorf("%w: %s did not accept connections within %s (%d attempts): %s — check the host, port and that the server is running; raise --wait-for-db if it starts slowly",
+				ErrUnreachable, Describe(cfg), time.Since(start).Round(time.Millisecond), attempt+1, Redact(err.Error()))
+		}
+	}
+}
+
+// classify returns a non-retryable error, or nil when err is worth retrying.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return nil // network-level: refused, unreachable, DNS, TLS handshake cut short
+	}
+	switch pgErr.Code {
+	case pgerrcode.CannotConnectNow, pgerrcode.TooManyConnections, pgerrcode.InvalidCatalogName,
+		pgerrcode.AdminShutdown, pgerrcode.CrashShutdown:
+		return nil
+	case pgerrcode.InvalidPassword, pgerrcode.InvalidAuthorizationSpecification:
+		return fmt.Errorf("%w (SQLSTATE %s): %s — check the user and PGPASSWORD (in Kubernetes: the Secret named by database.existingSecret)",
+			ErrAuth, pgErr.Code, pgErr.Message)
+	}
+	return fmt.Errorf("SQLSTATE %s: %s", pgErr.Code, pgErr.Message)
+}
+
+// Redact replaces passwords in connection strings, in either URL or keyword/value form, and in
+// free text that embeds them (error messages). The replacement keeps the shape so that the
+// result still reads as a connection string.
+func Redact(s string) string {
+	if t := strings.TrimSpace(s); urlRE.FindStringIndex(t) != nil && urlRE.FindStringIndex(t)[0] == 0 {
+		// A whole connection URL: pgx accepts characters in it that the embedded-URL pattern
+		// stops at (quotes, spaces), so redact it as one piece.
+		return redactURL(t)
+	}
+	// URLs and keyword/value text follow different rules ('&' separates URL parameters but is
+	// an ordinary character in a keyword/value password), so each span gets its own.
+	var b strings.Builder
+	last := 0
+	for _, m := range urlRE.FindAllStringIndex(s, -1) {
+		b.WriteString(kvRE.ReplaceAllString(s[last:m[0]], "${1}"+mask))
+		b.WriteString(redactURL(s[m[0]:m[1]]))
+		last = m[1]
+	}
+	b.WriteString(kvRE.ReplaceAllString(s[last:], "${1}"+mask))
+	return b.String()
+}
+
+const mask = "xxxxx"
+
+var (
+	urlRE = regexp.MustCompile(`(?i)postgres(?:ql)?://[^\s"'<>]*`)
+	// [ssl]password=VALUE where VALUE is single-quoted (with \' escapes) or runs to whitespace.
+	kvRE = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']+)`)
+)
+
+// redactURL masks the userinfo password and password/sslpassword query values. It finds them
+// the way libpq (and pgx) parse URIs rather than with net/url: the userinfo ends at the first '@'
+// unless a '/' comes first, so characters net/url rejects or reads as a fragment cannot smuggle
+// a password past the mask.
+func redactURL(raw string) string {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		if user, _, hasPassword := strings.Cut(rest[:i], ":"); hasPassword {
+			rest = user + ":" + mask + rest[i:]
+		}
+	}
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		params := strings.Split(rest[q+1:], "&")
+		for j, p := range params {
+			k, _, _ := strings.Cut(p, "=")
+			key, err := url.QueryUnescape(k)
+			if err != nil {
+				key = k
+			}
+			if key = strings.ToLower(key); key == "password" || key == "sslpassword" {
+				params[j] = k + "=" + mask
+			}
+		}
+		rest = rest[:q+1] + strings.Join(params, "&")
+	}
+	return scheme + "://" + rest
+}

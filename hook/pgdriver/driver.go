@@ -1,0 +1,561 @@
+// Package pgdriver is schemahook's golang-migrate database driver on pgx v5.
+//
+// golang-migrate runs each migration as SetVersion(v, dirty=true) → Run(body) →
+// SetVersion(v, dirty=false), and its own postgres drivers commit each of those separately, so
+// a failing file leaves the version "dirty". This driver keeps golang-migrate's loop and changes
+// only what a driver decides:
+//
+//   - transaction scope: SetVersion(dirty) only records the step; Run opens a transaction, runs
+//     the file in it, and SetVersion(clean) writes the version row and the history row in the
+//     same transaction and commits. A failure rolls everything back: the database stays at the
+//     previous version, clean. Files marked "-- schemahook:no-transaction" run statement by
+//     statement outside a transaction (CREATE INDEX CONCURRENTLY needs that) and are the only
+//     ones that can leave the version dirty.
+//   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
+//     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
+//     retried with backoff until the context's deadline, so a migration queued behind a long
+//     transaction never stalls the table's other users for longer than the lock timeout.
+//   - the migration lock: pg_try_advisory_lock polled with backoff under a deadline. A blocking
+//     pg_advisory_lock waiter would be a transaction that CREATE INDEX CONCURRENTLY waits for,
+//     while it waits for the lock the CIC session holds: a deadlock.
+//
+// The tables are compatible with golang-migrate's postgres drivers: schema_migrations(version,
+// dirty) with one row, and the advisory lock key is computed the same way, so schemahook and
+// the migrate CLI exclude each other and a database migrated by either is read by both.
+package pgdriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4/database"
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/schemahook/schemahook/hook/backoff"
+	"github.com/schemahook/schemahook/hook/source"
+	"github.com/schemahook/schemahook/hook/sqlsplit"
+)
+
+// NilVersion is golang-migrate's "no version" (an empty or uninitialized database).
+const NilVersion = database.NilVersion
+
+var (
+	// ErrMigrationFailed marks a migration whose SQL failed; see *MigrationError for where.
+	ErrMigrationFailed = errors.New("migration failed")
+	// ErrLockTimeout means a lock could not be taken before the deadline: the migration lock
+	// (another schemahook is running) or a table lock (a long transaction holds it).
+	ErrLockTimeout = errors.New("lock timeout")
+)
+
+// DefaultLockTimeout is the lock_timeout of each attempt unless Options say otherwise.
+const DefaultLockTimeout = 200 * time.Millisecond
+
+// Options tune the driver. The zero value of each field means the documented default.
+type Options struct {
+	MigrationsTable  string        // golang-migrate's version table; default "schema_migrations"
+	HistoryTable     string        // per-migration history; default "schemahook_history"
+	LockTimeout      time.Duration // SET LOCAL lock_timeout per attempt; default 200ms; <0 disables
+	StatementTimeout time.Duration // SET LOCAL statement_timeout; 0 = server default
+	LockWait         time.Duration // how long to poll for the migration lock; default 1m
+	AppliedBy        string        // recorded in the history table
+}
+
+func (o Options) withDefaults() Options {
+	if o.MigrationsTable == "" {
+		o.MigrationsTable = "schema_migrations"
+	}
+	if o.HistoryTable == "" {
+		o.HistoryTable = "schemahook_history"
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.LockWait == 0 {
+		o.LockWait = time.Minute
+	}
+	return o
+}
+
+// Driver implements golang-migrate's database.Driver on one pgx connection, which also holds
+// the session-level migration lock. golang-migrate's interface has no context, so the driver
+// carries the one it was created with: cancelling it (the overall deadline, SIGTERM) aborts
+// the current statement and rolls back the current transaction.
+type Driver struct {
+	ctx     context.Context
+	conn    *pgx.Conn
+	opts    Options
+	catalog *source.Catalog
+	log     *slog.Logger
+
+	versionTable string // sanitized identifiers
+	historyTable string
+	lockKey      int64
+	lockDepth    int
+
+	cur     int   // last version read or written
+	pending *step // the migration between SetVersion(dirty) and SetVersion(clean)
+}
+
+// step is one migration golang-migrate is running.
+type step struct {
+	from, to int
+	mig      *source.Migration
+	file     *source.File
+	up       bool
+	inTx     bool // Run left a transaction open for SetVersion(clean) to commit
+	retries  int
+	started  time.Time
+}
+
+// New returns a driver on conn for the migrations of catalog. It reads the current database
+// and schema to derive the advisory lock key; it does not create any table.
+func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Options, log *slog.Logger) (*Driver, error) {
+	opts = opts.withDefaults()
+	d := &Driver{
+		ctx: ctx, conn: conn, opts: opts, catalog: catalog, log: log, cur: NilVersion,
+		versionTable: pgx.Identifier{opts.MigrationsTable}.Sanitize(),
+		historyTable: pgx.Identifier{opts.HistoryTable}.Sanitize(),
+	}
+	var dbName, schema string
+	if err := conn.QueryRow(ctx, "SELECT current_database(), coalesce(current_schema(), '')").Scan(&dbName, &schema); err != nil {
+		return nil, fmt.Errorf("reading the current database: %w", err)
+	}
+	if schema == "" {
+		return nil, fmt.Errorf("no schema is selected: search_path %q names no existing schema — create it or set search_path", conn.Config().RuntimeParams["search_path"])
+	}
+	key, err := database.GenerateAdvisoryLockId(dbName, schema, opts.MigrationsTable)
+	if err != nil {
+		return nil, fmt.Errorf("computing the migration lock key: %w", err)
+	}
+	if d.lockKey, err = strconv.ParseInt(key, 10, 64); err != nil {
+		return nil, fmt.Errorf("computing the migration lock key: %w", err)
+	}
+	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
+	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early.
+	if major(conn.PgConn().ParameterStatus("server_version")) >= 14 {
+		if _, err := conn.Exec(ctx, "SET client_connection_check_interval = '1s'"); err != nil {
+			return nil, fmt.Errorf("configuring the session: %w", err)
+		}
+	}
+	return d, nil
+}
+
+func major(serverVersion string) int {
+	n, _ := strconv.Atoi(strings.SplitN(serverVersion, ".", 2)[0])
+	return n
+}
+
+// Open is required by golang-migrate's interface; schemahook builds drivers with New.
+func (d *Driver) Open(string) (database.Driver, error) {
+	return nil, errors.New("pgdriver: use pgdriver.New with a connection")
+}
+
+// Close does nothing: the connection belongs to the caller.
+func (d *Driver) Close() error { return nil }
+
+// Drop is refused: schemahook never drops a schema wholesale.
+func (d *Driver) Drop() error {
+	return errors.New("pgdriver: drop is not supported; revert with down migrations instead")
+}
+
+// Lock takes the session-level migration lock, polling pg_try_advisory_lock with backoff for up
+// to Options.LockWait. It is reentrant, so the runner can validate under the lock and then let
+// golang-migrate take it again.
+func (d *Driver) Lock() error {
+	if d.lockDepth > 0 {
+		d.lockDepth++
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, d.opts.LockWait)
+	defer cancel()
+	policy := backoff.Policy{Initial: 25 * time.Millisecond, Max: time.Second}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		var ok bool
+		if err := d.conn.QueryRow(d.ctx, "SELECT pg_try_advisory_lock($1)", d.lockKey).Scan(&ok); err != nil {
+			return fmt.Errorf("taking the migration lock: %w", err)
+		}
+		if ok {
+			d.lockDepth = 1
+			if attempt > 0 {
+				d.log.Info("took the migration lock", "waited", time.Since(start).Round(time.Millisecond).String())
+			}
+			return nil
+		}
+		if attempt == 0 {
+			d.log.Info("waiting for the migration lock", "holder", d.lockHolder(), "wait", d.opts.LockWait.String())
+		}
+		if err := policy.Sleep(ctx, attempt); err != nil {
+			if d.ctx.Err() != nil {
+				return fmt.Errorf("waiting for the migration lock: %w", d.ctx.Err())
+			}
+			return fmt.Errorf("%w: another migration holds the migration lock (%s) and did not release it within %s — wait for it to finish, or raise --lock-wait",
+				ErrLockTimeout, d.lockHolder(), d.opts.LockWait)
+		}
+	}
+}
+
+// lockHolder describes the session holding the migration lock, for messages.
+func (d *Driver) lockHolder() string {
+	const q = `SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'),
+		coalesce(a.state, ''), a.backend_start
+	FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND l.classid = (($1::bigint >> 32) & 4294967295)::oid AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1
+	LIMIT 1`
+	var (
+		pid          int
+		app, addr, s string
+		since        time.Time
+	)
+	if err := d.conn.QueryRow(d.ctx, q, d.lockKey).Scan(&pid, &app, &addr, &s, &since); err != nil {
+		return "holder unknown"
+	}
+	return fmt.Sprintf("pid %d, application %q from %s, %s, connected %s ago", pid, app, addr, s, time.Since(since).Round(time.Second))
+}
+
+// Unlock releases one level of the migration lock; the last level unlocks in PostgreSQL. A
+// transaction left open by a failed step is rolled back first.
+func (d *Driver) Unlock() error {
+	if d.lockDepth == 0 {
+		return nil
+	}
+	d.lockDepth--
+	if d.lockDepth > 0 {
+		return nil
+	}
+	var errs []error
+	if d.pending != nil && d.pending.inTx {
+		errs = append(errs, d.rollback())
+	}
+	d.pending = nil
+	// The lock must be released even when d.ctx was cancelled (SIGTERM): use a fresh context.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 5*time.Second)
+	defer cancel()
+	if _, err := d.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", d.lockKey); err != nil {
+		errs = append(errs, fmt.Errorf("releasing the migration lock: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Version returns golang-migrate's version row: NilVersion when the table or the row is missing.
+func (d *Driver) Version() (int, bool, error) {
+	st, err := d.State(false)
+	if err != nil {
+		return 0, false, err
+	}
+	d.cur = st.Version
+	return st.Version, st.Dirty, nil
+}
+
+// SetVersion is called by golang-migrate around every migration. With dirty=true it only
+// records the step; the transaction starts in Run. With dirty=false it writes the version and
+// history rows — in the step's transaction, which it commits, when Run left one open.
+func (d *Driver) SetVersion(version int, dirty bool) error {
+	if dirty {
+		return d.begin(version)
+	}
+	p := d.pending
+	d.pending = nil
+	if p == nil {
+		// Not around a migration: golang-migrate's Force. Write the row as told.
+		if err := d.writeVersion(version, false); err != nil {
+			return err
+		}
+		d.cur = version
+		return nil
+	}
+	if err := d.finish(p); err != nil {
+		return err
+	}
+	d.cur = version
+	return nil
+}
+
+// begin records the step golang-migrate is about to run.
+func (d *Driver) begin(to int) error {
+	p := &step{from: d.cur, to: to, up: to > d.cur, started: time.Now()}
+	v := to
+	if !p.up {
+		v = d.cur // a down step reverts the current version
+	}
+	if v < 0 || d.catalog.Lookup(uint(v)) == nil {
+		return fmt.Errorf("migration %d is not in the migration source", v)
+	}
+	p.mig = d.catalog.Lookup(uint(v))
+	p.file = &p.mig.Up
+	if !p.up {
+		if p.mig.Down == nil {
+			return fmt.Errorf("%s is irreversible: it has no down migration", p.mig.Up.Name)
+		}
+		p.file = p.mig.Down
+	}
+	d.pending = p
+	return nil
+}
+
+// Run executes one migration file of the pending step.
+func (d *Driver) Run(r io.Reader) error {
+	p := d.pending
+	if p == nil {
+		return errors.New("pgdriver: Run called outside a migration step")
+	}
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", p.file.Name, err)
+	}
+	if string(body) != p.file.SQL {
+		// golang-migrate and the catalog read the same files; a difference means the directory
+		// changed while we ran. Refuse rather than record a checksum for other SQL.
+		return fmt.Errorf("%s changed while schemahook was running; run the update again", p.file.Name)
+	}
+	if p.file.NoTransaction {
+		return d.runStatements(p)
+	}
+	return d.runTransaction(p)
+}
+
+// runTransaction runs the whole file in one transaction, retrying lock timeouts. On success
+// the transaction stays open for SetVersion(clean).
+func (d *Driver) runTransaction(p *step) error {
+	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
+	retry := d.retryPolicy()
+	for attempt := 0; ; attempt++ {
+		if _, err := d.conn.Exec(d.ctx, prelude); err != nil {
+			return errors.Join(fmt.Errorf("starting the transaction for %s: %w", p.file.Name, err), d.rollback())
+		}
+		p.inTx = true
+		err := d.exec(p.file.SQL)
+		if err == nil {
+			if d.conn.PgConn().TxStatus() != 'T' {
+				// The file ended our transaction itself (COMMIT/ROLLBACK inside); what it did is
+				// committed without a version row. Say so; the version is marked dirty.
+				p.inTx = false
+				return errors.Join(&MigrationError{Step: p, File: p.file.Name, Dirty: true,
+					Err: errors.New("the file ended the transaction itself (COMMIT or ROLLBACK): remove transaction control statements, schemahook wraps each file in a transaction")},
+					d.writeVersion(p.to, true))
+			}
+			return nil
+		}
+		p.inTx = false
+		if rbErr := d.rollback(); rbErr != nil {
+			return errors.Join(d.failure(p, p.file.SQL, 0, err, false), rbErr)
+		}
+		if !retryable(err) {
+			return d.failure(p, p.file.SQL, 0, err, false)
+		}
+		p.retries++
+		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
+			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
+		if retry.Sleep(d.ctx, attempt) != nil {
+			return d.failure(p, p.file.SQL, 0, err, false)
+		}
+	}
+}
+
+// runStatements runs a no-transaction file statement by statement. The version is marked
+// dirty first, so that a crash in the middle is visible; if the very first statement fails
+// and it is not a CONCURRENTLY one (which can leave an invalid index), nothing was changed and
+// the previous clean version is restored.
+func (d *Driver) runStatements(p *step) error {
+	if err := d.writeVersion(p.to, true); err != nil {
+		return err
+	}
+	retry := d.retryPolicy()
+	current := time.Duration(-1)
+	for i, st := range sqlsplit.Split(p.file.SQL) {
+		// CONCURRENTLY operations take locks that do not block readers or writers, and a lock
+		// timeout in their later phases would leave an invalid index: let them wait.
+		want := d.opts.LockTimeout
+		if concurrently(st.SQL) {
+			want = -1
+		}
+		if want != current {
+			if _, err := d.conn.Exec(d.ctx, d.timeouts("SET ", want)); err != nil {
+				return fmt.Errorf("setting timeouts for %s: %w", p.file.Name, err)
+			}
+			current = want
+		}
+		for attempt := 0; ; attempt++ {
+			err := d.exec(st.SQL)
+			if err == nil {
+				break
+			}
+			if retryable(err) && retry.Sleep(d.ctx, attempt) == nil {
+				p.retries++
+				d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
+					"line", st.Line, "attempt", attempt+1, "sqlstate", sqlState(err))
+				continue
+			}
+			clean := i == 0 && !concurrently(st.SQL)
+			if clean {
+				if werr := d.writeVersion(p.from, false); werr != nil {
+					return errors.Join(d.failure(p, st.SQL, st.Offset, err, true), werr)
+				}
+			}
+			return d.failure(p, st.SQL, st.Offset, err, !clean)
+		}
+	}
+	if _, err := d.conn.Exec(d.ctx, "RESET lock_timeout; RESET statement_timeout"); err != nil {
+		return fmt.Errorf("resetting timeouts after %s: %w", p.file.Name, err)
+	}
+	return nil
+}
+
+// finish writes the version and history rows of a successful step and commits its transaction.
+func (d *Driver) finish(p *step) error {
+	batch := &pgx.Batch{}
+	d.queueVersion(batch, p.to, false)
+	if p.up {
+		m := p.mig
+		var down *string
+		downNoTx := false
+		if m.Down != nil {
+			down, downNoTx = &m.Down.SQL, m.Down.NoTransaction
+		}
+		batch.Queue(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries)
+			VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9)
+			ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, down_sql = EXCLUDED.down_sql,
+				down_no_transaction = EXCLUDED.down_no_transaction, irreversible = EXCLUDED.irreversible, applied_at = EXCLUDED.applied_at,
+				duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by, retries = EXCLUDED.retries`,
+			int64(m.Version), m.Name, m.Checksum, down, downNoTx, m.Irreversible,
+			float64(time.Since(p.started).Microseconds())/1000, d.opts.AppliedBy, p.retries)
+	} else {
+		batch.Queue(`DELETE FROM `+d.historyTable+` WHERE version > $1`, int64(p.to))
+	}
+	if p.inTx {
+		batch.Queue("COMMIT")
+	}
+	if err := d.conn.SendBatch(d.ctx, batch).Close(); err != nil {
+		err = fmt.Errorf("recording version %d: %w", p.to, err)
+		if p.inTx {
+			return errors.Join(err, d.rollback())
+		}
+		return err
+	}
+	d.log.Info(map[bool]string{true: "applied migration", false: "reverted migration"}[p.up],
+		"version", p.mig.Version, "name", p.mig.Name, "duration", time.Since(p.started).Round(time.Microsecond).String(),
+		"transaction", !p.file.NoTransaction, "retries", p.retries)
+	return nil
+}
+
+// writeVersion replaces the version row outside any step transaction.
+func (d *Driver) writeVersion(version int, dirty bool) error {
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	d.queueVersion(batch, version, dirty)
+	batch.Queue("COMMIT")
+	ctx := context.WithoutCancel(d.ctx) // recording what happened must survive a cancelled run
+	if err := d.conn.SendBatch(ctx, batch).Close(); err != nil {
+		return errors.Join(fmt.Errorf("writing version %d (dirty=%t): %w", version, dirty, err), d.rollback())
+	}
+	return nil
+}
+
+// queueVersion queues golang-migrate's representation: one row, or none for NilVersion. DELETE
+// rather than golang-migrate's TRUNCATE: readers (the app's schema gate) keep reading the old
+// row under MVCC instead of queueing behind an ACCESS EXCLUSIVE lock until commit.
+func (d *Driver) queueVersion(b *pgx.Batch, version int, dirty bool) {
+	b.Queue("DELETE FROM " + d.versionTable)
+	if version >= 0 || (version == NilVersion && dirty) {
+		b.Queue("INSERT INTO "+d.versionTable+" (version, dirty) VALUES ($1, $2)", int64(version), dirty)
+	}
+}
+
+func (d *Driver) exec(sql string) error {
+	if strings.TrimSpace(sql) == "" {
+		return nil
+	}
+	_, err := d.conn.Exec(d.ctx, sql) // no arguments: simple protocol, so a file may hold many statements
+	return err
+}
+
+func (d *Driver) rollback() error {
+	if d.conn.PgConn().TxStatus() == 'I' {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 5*time.Second)
+	defer cancel()
+	if _, err := d.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		return fmt.Errorf("rolling back: %w", err)
+	}
+	return nil
+}
+
+// timeouts renders the SET statements for one attempt; lockTimeout < 0 means none.
+func (d *Driver) timeouts(set string, lockTimeout time.Duration) string {
+	lt := "0"
+	if lockTimeout > 0 {
+		lt = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
+	}
+	s := set + "lock_timeout = " + lt + "; "
+	if d.opts.StatementTimeout > 0 {
+		s += set + "statement_timeout = " + strconv.FormatInt(d.opts.StatementTimeout.Milliseconds(), 10) + "; "
+	}
+	return s
+}
+
+// retryPolicy spaces lock-timeout retries: start near the lock timeout, back off to 10 s, with
+// jitter so that several hooks (or a hook and a cron job) do not retry in lockstep.
+func (d *Driver) retryPolicy() backoff.Policy {
+	initial := d.opts.LockTimeout
+	if initial <= 0 {
+		initial = 100 * time.Millisecond
+	}
+	return backoff.Policy{Initial: initial, Max: 10 * time.Second}
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.LockNotAvailable || pgErr.Code == pgerrcode.DeadlockDetected)
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func concurrently(stmt string) bool {
+	fields := strings.Fields(strings.ToUpper(stripLeadingComments(stmt)))
+	for i, f := range fields {
+		if i > 6 {
+			break
+		}
+		if f == "CONCURRENTLY" {
+			return true
+		}
+	}
+	return false
+}
+
+func stripLeadingComments(s string) string {
+	for {
+		s = strings.TrimSpace(s)
+		switch {
+		case strings.HasPrefix(s, "--"):
+			if i := strings.IndexByte(s, '\n'); i >= 0 {
+				s = s[i+1:]
+				continue
+			}
+			return ""
+		case strings.HasPrefix(s, "/*"):
+			if i := strings.Index(s, "*/"); i >= 0 {
+				s = s[i+2:]
+				continue
+			}
+			return ""
+		}
+		return s
+	}
+}

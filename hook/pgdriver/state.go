@@ -1,0 +1,260 @@
+package pgdriver
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Applied is one row of the history table: a migration that is applied now.
+type Applied struct {
+	Version           uint      `json:"version"`
+	Name              string    `json:"name"`
+	Checksum          string    `json:"checksum"`
+	DownSQL           *string   `json:"-"`
+	DownNoTransaction bool      `json:"-"`
+	Irreversible      bool      `json:"irreversible"`
+	AppliedAt         time.Time `json:"applied_at"`
+	DurationMS        float64   `json:"duration_ms"`
+	AppliedBy         string    `json:"applied_by"`
+	Retries           int       `json:"retries"`
+}
+
+// State is what the database says about its schema version.
+type State struct {
+	Initialized bool      // the version table exists
+	HasHistory  bool      // the history table exists
+	Version     int       // NilVersion when nothing is applied
+	Dirty       bool      // a no-transaction migration stopped midway
+	History     []Applied // ascending by version; empty for a database adopted from golang-migrate
+}
+
+// State reads the version row and, with history, the history table. It never creates or locks
+// anything, so `check` and `status` can run against a database they may not write to.
+func (d *Driver) State(history bool) (State, error) {
+	st := State{Version: NilVersion}
+	err := d.conn.QueryRow(d.ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
+		d.versionTable, d.historyTable).Scan(&st.Initialized, &st.HasHistory)
+	if err != nil {
+		return st, fmt.Errorf("reading the schema version: %w", err)
+	}
+	if !st.Initialized {
+		return st, nil
+	}
+	var v int64
+	err = d.conn.QueryRow(d.ctx, "SELECT version, dirty FROM "+d.versionTable+" LIMIT 1").Scan(&v, &st.Dirty)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return st, fmt.Errorf("reading %s: %w", d.opts.MigrationsTable, err)
+	default:
+		st.Version = int(v)
+	}
+	if !history || !st.HasHistory {
+		return st, nil
+	}
+	rows, err := d.conn.Query(d.ctx, `SELECT version, name, checksum, down_sql, down_no_transaction, irreversible,
+		applied_at, duration_ms, applied_by, retries FROM `+d.historyTable+` ORDER BY version`)
+	if err != nil {
+		return st, fmt.Errorf("reading %s: %w", d.opts.HistoryTable, err)
+	}
+	st.History, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+		var a Applied
+		var v int64
+		err := r.Scan(&v, &a.Name, &a.Checksum, &a.DownSQL, &a.DownNoTransaction, &a.Irreversible,
+			&a.AppliedAt, &a.DurationMS, &a.AppliedBy, &a.Retries)
+		a.Version = uint(v)
+		return a, err
+	})
+	if err != nil {
+		return st, fmt.Errorf("reading %s: %w", d.opts.HistoryTable, err)
+	}
+	return st, nil
+}
+
+// EnsureTables creates the version and history tables when missing. Call it under the
+// migration lock: concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type.
+func (d *Driver) EnsureTables() error {
+	_, err := d.conn.Exec(d.ctx, `CREATE TABLE IF NOT EXISTS `+d.versionTable+` (
+		version bigint NOT NULL PRIMARY KEY,
+		dirty boolean NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS `+d.historyTable+` (
+		version bigint PRIMARY KEY,
+		name text NOT NULL,
+		checksum text NOT NULL,
+		down_sql text,
+		down_no_transaction boolean NOT NULL DEFAULT false,
+		irreversible boolean NOT NULL DEFAULT false,
+		applied_at timestamptz NOT NULL DEFAULT now(),
+		duration_ms double precision NOT NULL DEFAULT 0,
+		applied_by text NOT NULL DEFAULT '',
+		retries integer NOT NULL DEFAULT 0
+	);
+	COMMENT ON TABLE `+d.historyTable+` IS 'schemahook: one row per applied migration; down_sql lets an older release revert it'`)
+	if err != nil {
+		return fmt.Errorf("creating %s and %s: %w", d.opts.MigrationsTable, d.opts.HistoryTable, err)
+	}
+	return nil
+}
+
+// Adopt records history rows for migrations that were applied by another tool (golang-migrate)
+// up to version, taking today's files as what was applied. It writes nothing for versions
+// already in the history.
+func (d *Driver) Adopt(version int) error {
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	d.queueAdopt(batch, version, "adopted by "+d.opts.AppliedBy)
+	batch.Queue("COMMIT")
+	if err := d.conn.SendBatch(d.ctx, batch).Close(); err != nil {
+		return errors.Join(fmt.Errorf("recording adopted history: %w", err), d.rollback())
+	}
+	return nil
+}
+
+// Force sets the version row to version, clean, drops history rows above it and records
+// missing ones up to it from the files, in one transaction.
+func (d *Driver) Force(version int) error {
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	d.queueVersion(batch, version, false)
+	batch.Queue("DELETE FROM "+d.historyTable+" WHERE version > $1", int64(version))
+	d.queueAdopt(batch, version, "forced by "+d.opts.AppliedBy)
+	batch.Queue("COMMIT")
+	if err := d.conn.SendBatch(d.ctx, batch).Close(); err != nil {
+		return errors.Join(fmt.Errorf("forcing version %d: %w", version, err), d.rollback())
+	}
+	d.cur = version
+	return nil
+}
+
+func (d *Driver) queueAdopt(batch *pgx.Batch, version int, by string) {
+	for _, m := range d.catalog.Migrations() {
+		if int(m.Version) > version {
+			break
+		}
+		var down *string
+		downNoTx := false
+		if m.Down != nil {
+			down, downNoTx = &m.Down.SQL, m.Down.NoTransaction
+		}
+		batch.Queue(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_by)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (version) DO NOTHING`,
+			int64(m.Version), m.Name, m.Checksum, down, downNoTx, m.Irreversible, by)
+	}
+}
+
+// MigrationError says which file failed, where, and in what state the database was left.
+type MigrationError struct {
+	Step     *step
+	File     string
+	Line     int // 1-based; 0 when unknown
+	Column   int
+	Dirty    bool // the version is left dirty (no-transaction file, partially applied)
+	Retries  int
+	Deadline bool // lock retries ran out of time
+	Err      error
+}
+
+func (e *MigrationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "migration %s failed", e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " at line %d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ", column %d", e.Column)
+		}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(e.Err, &pgErr) {
+		fmt.Fprintf(&b, " (SQLSTATE %s): %s", pgErr.Code, pgErr.Message)
+		if pgErr.Detail != "" {
+			fmt.Fprintf(&b, "; detail: %s", pgErr.Detail)
+		}
+		if pgErr.Hint != "" {
+			fmt.Fprintf(&b, "; hint: %s", pgErr.Hint)
+		}
+		if pgErr.Where != "" {
+			fmt.Fprintf(&b, "; where: %s", strings.ReplaceAll(pgErr.Where, "\n", " / "))
+		}
+	} else if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Deadline {
+		fmt.Fprintf(&b, " after %d lock-timeout retries: a long transaction keeps a conflicting lock — find it in pg_stat_activity, then retry or raise --timeout", e.Retries)
+	}
+	prev := "no version (empty)"
+	if e.Step != nil && e.Step.from >= 0 {
+		prev = fmt.Sprintf("version %d", e.Step.from)
+	}
+	switch {
+	case !e.Dirty:
+		fmt.Fprintf(&b, " — the database is still at %s, clean; fix the cause and run the update again", prev)
+	default:
+		to := 0
+		if e.Step != nil {
+			to = e.Step.to
+		}
+		fmt.Fprintf(&b, " — the database is now DIRTY at version %d: this file runs without a transaction and the statements before the failing one were kept. "+
+			"Finish or undo them by hand (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX CONCURRENTLY it), "+
+			"then run `schemahook force %d` if the migration's changes are now complete, or `schemahook force %s` if they are undone, and run the update again",
+			to, to, forceTarget(e.Step))
+	}
+	return b.String()
+}
+
+func forceTarget(p *step) string {
+	if p == nil || p.from < 0 {
+		return "-1"
+	}
+	return fmt.Sprint(p.from)
+}
+
+// Unwrap exposes the sentinel (ErrMigrationFailed or ErrLockTimeout) and the driver error.
+func (e *MigrationError) Unwrap() []error {
+	if e.Deadline {
+		return []error{ErrLockTimeout, e.Err}
+	}
+	return []error{ErrMigrationFailed, e.Err}
+}
+
+// failure builds the MigrationError for err raised by sql, which starts at byte offset off of
+// the file. PostgreSQL reports positions in characters of the statement it received.
+func (d *Driver) failure(p *step, sql string, off int, err error, dirty bool) error {
+	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err}
+	// A retryable error reaching here means the retries ran out of time.
+	e.Deadline = retryable(err)
+	if cerr := d.ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		e.Err = fmt.Errorf("%w (interrupted: %w)", err, cerr)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Position > 0 {
+		e.Line, e.Column = position(p.file.SQL, off, sql, int(pgErr.Position))
+	} else if off > 0 {
+		e.Line = 1 + strings.Count(p.file.SQL[:off], "\n")
+	}
+	return e
+}
+
+// position converts a 1-based character position within stmt (which starts at byte off of
+// file) into a 1-based line and column of file.
+func position(file string, off int, stmt string, pos int) (int, int) {
+	b := 0
+	for i := 1; i < pos && b < len(stmt); i++ {
+		_, n := utf8.DecodeRuneInString(stmt[b:])
+		b += n
+	}
+	abs := off + b
+	if abs > len(file) {
+		abs = len(file)
+	}
+	before := file[:abs]
+	line := 1 + strings.Count(before, "\n")
+	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
+	return line, col
+}

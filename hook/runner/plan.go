@@ -1,0 +1,68 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/schemahook/schemahook/hook/pgdriver"
+)
+
+// Plan writes to w the SQL that Update would execute now, in order, with the transaction
+// framing and timeouts it would use. It changes nothing and takes no lock. When Update would
+// refuse (dirty, newer, drift) Plan writes nothing and returns the same error; when nothing is
+// pending it writes a comment saying so and returns nil.
+func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	st, err := s.drv.State(true)
+	if err != nil {
+		return err
+	}
+	if err := r.validate(st); err != nil {
+		return err
+	}
+	d := r.o.driver
+	if d.LockTimeout == 0 {
+		d.LockTimeout = pgdriver.DefaultLockTimeout
+	}
+	pending := r.catalog.After(versionPtr(st.Version))
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- schemahook plan for %s\n", s.conn.Config().Database)
+	if len(pending) == 0 {
+		fmt.Fprintf(&b, "-- schema is current at version %d: nothing to do\n", st.Version)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	from := "an empty database"
+	if st.Version != pgdriver.NilVersion {
+		from = fmt.Sprintf("version %d", st.Version)
+	}
+	fmt.Fprintf(&b, "-- from %s to %d: %d migration(s)\n", from, r.catalog.Head().Version, len(pending))
+	if !st.Initialized || !st.HasHistory {
+		fmt.Fprintf(&b, "-- first, the version and history tables are created (schema_migrations, schemahook_history)\n")
+	}
+	for _, m := range pending {
+		fmt.Fprintf(&b, "\n-- ===== %s =====\n", m.Up.Name)
+		if m.Up.NoTransaction {
+			fmt.Fprintf(&b, "-- no transaction: version %d is marked dirty first; each statement runs on its own with lock_timeout %s (none for CONCURRENTLY), retried on SQLSTATE 55P03\n",
+				m.Version, d.LockTimeout)
+			fmt.Fprintf(&b, "%s\n", strings.TrimRight(m.Up.SQL, "\n"))
+			fmt.Fprintf(&b, "-- then version %d is recorded clean with its history row\n", m.Version)
+			continue
+		}
+		fmt.Fprintf(&b, "BEGIN;\nSET LOCAL lock_timeout = '%s';\n", d.LockTimeout)
+		if d.StatementTimeout > 0 {
+			fmt.Fprintf(&b, "SET LOCAL statement_timeout = '%s';\n", d.StatementTimeout)
+		}
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(m.Up.SQL, "\n"))
+		fmt.Fprintf(&b, "-- version %d and its history row are written here, in the same transaction\nCOMMIT; -- on SQLSTATE 55P03 the whole transaction is rolled back and retried\n", m.Version)
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
+}

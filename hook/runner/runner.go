@@ -1,0 +1,240 @@
+// Package runner is schemahook's engine: it connects (waiting for the database), takes the
+// migration lock, validates the database against the migration files, and initializes or
+// upgrades it through golang-migrate with schemahook's transactional driver. It also answers
+// the read-only questions the gate and operators ask: is the schema current, what is applied,
+// what would run.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/schemahook/schemahook/hook/backoff"
+	"github.com/schemahook/schemahook/hook/dbconn"
+	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/hook/source"
+)
+
+// Sentinel errors, each mapped to one exit code by the CLI. Errors returned by Runner wrap them
+// with a message that says what to do.
+var (
+	// ErrDrift: an applied migration's file changed or disappeared since it was applied.
+	ErrDrift = errors.New("migration drift")
+	// ErrDatabaseNewer: the database is at a version this release does not know.
+	ErrDatabaseNewer = errors.New("database is newer than this release")
+	// ErrDirty: a no-transaction migration stopped midway; a human must look.
+	ErrDirty = errors.New("database is dirty")
+	// ErrNotCurrent: the schema is behind this release (Check only).
+	ErrNotCurrent = errors.New("schema is not current")
+)
+
+// Runner runs schemahook's operations for one database and one migration catalog.
+type Runner struct {
+	cfg     *pgx.ConnConfig
+	catalog *source.Catalog
+	o       options
+}
+
+type options struct {
+	log       *slog.Logger
+	driver    pgdriver.Options
+	waitForDB time.Duration
+}
+
+// Option configures a Runner.
+type Option func(*options)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithDriverOptions sets table names, lock timeout, statement timeout and migration-lock wait.
+func WithDriverOptions(d pgdriver.Options) Option { return func(o *options) { o.driver = d } }
+
+// WithWaitForDB sets how long operations wait for the database to accept connections
+// (default 0: one attempt).
+func WithWaitForDB(d time.Duration) Option { return func(o *options) { o.waitForDB = d } }
+
+// New returns a Runner. cfg says where to connect (see dbconn.Config); catalog is the loaded
+// migration directory.
+func New(cfg *pgx.ConnConfig, catalog *source.Catalog, opts ...Option) *Runner {
+	o := options{log: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	return &Runner{cfg: cfg, catalog: catalog, o: o}
+}
+
+// Catalog returns the migrations the runner works with.
+func (r *Runner) Catalog() *source.Catalog { return r.catalog }
+
+// Result describes what Update did.
+type Result struct {
+	From        int    // version before; pgdriver.NilVersion for an empty database
+	To          int    // version after
+	Applied     []uint // versions applied, in order; empty for a no-op
+	Initialized bool   // the database was empty
+	Adopted     bool   // history was recorded for a database migrated by golang-migrate
+}
+
+// Update brings the database to the catalog's head: on an empty database it applies every
+// migration, otherwise the pending ones, each in its own transaction with its version row.
+// When the database is already at head it changes nothing and returns a Result with no
+// Applied versions and a nil error. It refuses, changing nothing, when the database is dirty
+// (ErrDirty), newer than the catalog (ErrDatabaseNewer) or has drifted (ErrDrift). A failing
+// migration returns a *pgdriver.MigrationError; the migrations before it stay applied.
+func (r *Runner) Update(ctx context.Context) (res Result, err error) {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	if err := s.drv.Lock(); err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
+
+	st, err := s.drv.State(true)
+	if err != nil {
+		return res, err
+	}
+	res = Result{From: st.Version, To: st.Version, Initialized: st.Version == pgdriver.NilVersion}
+	if err := r.validate(st); err != nil {
+		return res, err
+	}
+	if !st.Initialized || !st.HasHistory {
+		if err := s.drv.EnsureTables(); err != nil {
+			return res, err
+		}
+	}
+	if st.Version >= 0 && len(st.History) < r.appliedCount(st.Version) {
+		r.o.log.Info("recording history for migrations applied by another tool", "version", st.Version)
+		if err := s.drv.Adopt(st.Version); err != nil {
+			return res, err
+		}
+		res.Adopted = true
+	}
+	head := int(r.catalog.Head().Version)
+	if st.Version == head {
+		r.o.log.Info("schema is current", "version", head)
+		return res, nil
+	}
+	pending := r.catalog.After(versionPtr(st.Version))
+	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
+		"from", st.Version, "to", head, "pending", len(pending))
+	start := time.Now()
+	err = r.migrate(s.drv, func(m *migrate.Migrate) error { return m.Up() })
+	after, _, verr := s.drv.Version()
+	if verr == nil {
+		res.To = after
+		for _, m := range pending {
+			if int(m.Version) <= after {
+				res.Applied = append(res.Applied, m.Version)
+			}
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	r.o.log.Info("schema updated", "from", st.Version, "to", res.To, "applied", len(res.Applied),
+		"duration", time.Since(start).Round(time.Millisecond).String())
+	return res, verr
+}
+
+// migrate runs fn on a golang-migrate instance over the catalog's files and our driver.
+func (r *Runner) migrate(drv *pgdriver.Driver, fn func(*migrate.Migrate) error) error {
+	src, err := r.catalog.Driver()
+	if err != nil {
+		return err
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "schemahook", drv)
+	if err != nil {
+		return fmt.Errorf("setting up migrations: %w", err)
+	}
+	// Our driver polls for the lock under its own deadline and is reentrant (we already hold
+	// it); golang-migrate's own lock timer must not fire first.
+	m.LockTimeout = 24 * time.Hour
+	err = fn(m)
+	if errors.Is(err, migrate.ErrNoChange) {
+		err = nil
+	}
+	return errors.Join(err, src.Close())
+}
+
+// appliedCount is the number of catalog migrations at or below version.
+func (r *Runner) appliedCount(version int) int {
+	return len(r.catalog.Migrations()) - len(r.catalog.After(versionPtr(version)))
+}
+
+func versionPtr(v int) *uint {
+	if v < 0 {
+		return nil
+	}
+	u := uint(v)
+	return &u
+}
+
+// Force sets the version row to version (pgdriver.NilVersion for "nothing applied") and
+// clears the dirty flag, without running any SQL: the recovery step after a human has
+// finished or undone a partially applied no-transaction migration. History rows above version
+// are deleted and missing ones up to it are recorded from the files.
+func (r *Runner) Force(ctx context.Context, version int) (err error) {
+	if version != pgdriver.NilVersion && (version < 0 || r.catalog.Lookup(uint(version)) == nil) {
+		return fmt.Errorf("%w: version %d is not in the migrations (head %d): force to a version that exists, or -1 for none",
+			source.ErrInvalid, version, r.catalog.Head().Version)
+	}
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	if err := s.drv.Lock(); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
+	if err := s.drv.EnsureTables(); err != nil {
+		return err
+	}
+	before, err := s.drv.State(false)
+	if err != nil {
+		return err
+	}
+	if err := s.drv.Force(version); err != nil {
+		return err
+	}
+	r.o.log.Info("forced schema version", "from", before.Version, "was_dirty", before.Dirty, "to", version)
+	return nil
+}
+
+// session is one connection with its driver.
+type session struct {
+	conn *pgx.Conn
+	drv  *pgdriver.Driver
+}
+
+func (r *Runner) open(ctx context.Context, wait time.Duration) (*session, error) {
+	conn, err := dbconn.Connect(ctx, r.cfg, wait, r.o.log)
+	if err != nil {
+		return nil, err
+	}
+	drv, err := pgdriver.New(ctx, conn, r.catalog, r.o.driver, r.o.log)
+	if err != nil {
+		return nil, errors.Join(err, conn.Close(context.WithoutCancel(ctx)))
+	}
+	return &session{conn: conn, drv: drv}, nil
+}
+
+func (s *session) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.conn.Close(ctx)
+}
+
+// pollPolicy spaces the gate's re-checks: quick at first (a hook usually finishes within
+// seconds), then every few seconds so that many waiting pods do not load the database.
+var pollPolicy = backoff.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}

@@ -1,0 +1,115 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/schemahook/schemahook/hook/dbconn"
+	"github.com/schemahook/schemahook/hook/pgdriver"
+)
+
+// Status is the full picture `schemahook status` prints. Current is nil for an empty database.
+type Status struct {
+	Database    string             `json:"database"` // where, without the password
+	State       string             `json:"state"`    // current | pending | empty | dirty | newer | drift
+	Message     string             `json:"message"`  // one line: what the state means and what to do
+	Current     *int               `json:"current"`
+	Dirty       bool               `json:"dirty"`
+	Head        uint               `json:"head"`
+	Pending     []Ref              `json:"pending"`
+	Applied     []pgdriver.Applied `json:"applied"`
+	Drift       []Drift            `json:"drift"`
+	Initialized bool               `json:"initialized"`
+}
+
+// Status reads the database and compares it with the catalog. It never writes or locks. It
+// returns an error only when the database cannot be read; every schema problem is reported in
+// the Status itself.
+func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	st, err := s.drv.State(true)
+	if err != nil {
+		return nil, err
+	}
+	out := &Status{
+		Database: dbconn.Describe(r.cfg), Dirty: st.Dirty, Head: r.catalog.Head().Version,
+		Pending: refs(r.catalog.After(versionPtr(st.Version))), Applied: st.History,
+		Drift: r.drifts(st), Initialized: st.Initialized,
+	}
+	if out.Applied == nil {
+		out.Applied = []pgdriver.Applied{}
+	}
+	if out.Drift == nil {
+		out.Drift = []Drift{}
+	}
+	if st.Version != pgdriver.NilVersion {
+		v := st.Version
+		out.Current = &v
+	}
+	verr := r.validate(st)
+	switch {
+	case errors.Is(verr, ErrDirty):
+		out.State = "dirty"
+	case errors.Is(verr, ErrDatabaseNewer):
+		out.State, out.Pending = "newer", []Ref{}
+	case errors.Is(verr, ErrDrift):
+		out.State = "drift"
+	case st.Version == pgdriver.NilVersion:
+		out.State = "empty"
+	case len(out.Pending) > 0:
+		out.State = "pending"
+	default:
+		out.State = "current"
+	}
+	if verr != nil {
+		out.Message = verr.Error()
+	} else if err := r.current(st); err != nil {
+		out.Message = err.Error()
+	} else {
+		out.Message = fmt.Sprintf("schema is current at version %d", st.Version)
+	}
+	return out, nil
+}
+
+// WriteTable renders s for people.
+func (s *Status) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	cur := "none"
+	if s.Current != nil {
+		cur = fmt.Sprint(*s.Current)
+	}
+	fmt.Fprintf(&b, "Database:  %s\nState:     %s\nVersion:   %s (head %d)%s\n", s.Database, s.State, cur, s.Head,
+		map[bool]string{true: "  DIRTY", false: ""}[s.Dirty])
+	fmt.Fprintf(&b, "           %s\n", s.Message)
+	if len(s.Applied) > 0 {
+		fmt.Fprintf(&b, "\nApplied:\n  %-8s %-32s %-20s %10s  %s\n", "VERSION", "NAME", "APPLIED AT", "DURATION", "BY")
+		for _, a := range s.Applied {
+			when := "-"
+			if !a.AppliedAt.IsZero() {
+				when = a.AppliedAt.UTC().Format("2006-01-02 15:04:05")
+			}
+			fmt.Fprintf(&b, "  %-8d %-32s %-20s %8.1fms  %s\n", a.Version, a.Name, when, a.DurationMS, a.AppliedBy)
+		}
+	}
+	if len(s.Pending) > 0 {
+		fmt.Fprintf(&b, "\nPending:\n")
+		for _, p := range s.Pending {
+			fmt.Fprintf(&b, "  %-8d %s%s\n", p.Version, p.File, map[bool]string{true: "  (no transaction)", false: ""}[p.NoTransaction])
+		}
+	}
+	if len(s.Drift) > 0 {
+		fmt.Fprintf(&b, "\nDrift:\n")
+		for _, d := range s.Drift {
+			fmt.Fprintf(&b, "  %-8d %s: %s\n", d.Version, d.Name, d.Problem)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,149 @@
+// Package sqlsplit splits a PostgreSQL script into top-level statements.
+//
+// Only migrations marked "-- schemahook:no-transaction" need it: PostgreSQL runs a
+// multi-statement simple query as one implicit transaction, so CREATE INDEX CONCURRENTLY would
+// fail there ("cannot run inside a transaction block"). Transactional migrations are sent whole.
+// The lexer knows what can hide a semicolon in PostgreSQL's grammar: quoted strings (with E”
+// backslash escapes), quoted identifiers, dollar-quoted bodies and nested block comments.
+// SQL-standard function bodies (BEGIN ATOMIC … END) are not split-aware; put those in a
+// transactional migration.
+package sqlsplit
+
+import "strings"
+
+// Statement is one top-level statement of a script.
+type Statement struct {
+	SQL    string // the statement text without its terminating semicolon, trimmed
+	Offset int    // byte offset of SQL within the script
+	Line   int    // 1-based line of SQL's first byte within the script
+}
+
+// Split returns the statements of script in order. Statements that hold only comments and
+// whitespace are dropped; an unterminated quote or comment extends to the end of the script
+// and is returned as the last statement, so that PostgreSQL reports the syntax error.
+func Split(script string) []Statement {
+	var out []Statement
+	start := 0
+	emit := func(end int) {
+		raw := script[start:end]
+		trimmed := strings.TrimSpace(raw)
+		if trimmed != "" && !onlyComments(trimmed) {
+			lead := len(raw) - len(strings.TrimLeft(raw, " \t\r\n\f\v"))
+			off := start + lead
+			out = append(out, Statement{SQL: trimmed, Offset: off, Line: 1 + strings.Count(script[:off], "\n")})
+		}
+	}
+	for i := 0; i < len(script); {
+		switch c := script[i]; {
+		case c == ';':
+			emit(i)
+			i++
+			start = i
+		case c == '\'':
+			escapes := i > 0 && (script[i-1] == 'E' || script[i-1] == 'e') && (i < 2 || !isIdent(script[i-2]))
+			i = skipQuoted(script, i, '\'', escapes)
+		case c == '"':
+			i = skipQuoted(script, i, '"', false)
+		case c == '-' && strings.HasPrefix(script[i:], "--"):
+			i = skipLine(script, i)
+		case c == '/' && strings.HasPrefix(script[i:], "/*"):
+			i = skipBlock(script, i)
+		case c == '$' && (i == 0 || !isIdent(script[i-1])):
+			i = skipDollar(script, i)
+		default:
+			i++
+		}
+	}
+	emit(len(script))
+	return out
+}
+
+// onlyComments reports whether s (trimmed, non-empty) holds nothing but comments.
+func onlyComments(s string) bool {
+	for i := 0; i < len(s); {
+		switch {
+		case s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v':
+			i++
+		case strings.HasPrefix(s[i:], "--"):
+			i = skipLine(s, i)
+		case strings.HasPrefix(s[i:], "/*"):
+			i = skipBlock(s, i)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isIdent(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// skipQuoted returns the index after the quote that closes the one at i. A doubled quote is an
+// escaped quote; with backslashes set (E” strings) a backslash escapes the next byte.
+func skipQuoted(s string, i int, q byte, backslashes bool) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			if backslashes {
+				j++
+			}
+		case q:
+			if j+1 < len(s) && s[j+1] == q {
+				j++
+				continue
+			}
+			return j + 1
+		}
+	}
+	return len(s)
+}
+
+func skipLine(s string, i int) int {
+	if n := strings.IndexByte(s[i:], '\n'); n >= 0 {
+		return i + n + 1
+	}
+	return len(s)
+}
+
+// skipBlock skips a block comment; PostgreSQL block comments nest.
+func skipBlock(s string, i int) int {
+	depth := 0
+	for j := i; j < len(s); {
+		switch {
+		case strings.HasPrefix(s[j:], "/*"):
+			depth++
+			j += 2
+		case strings.HasPrefix(s[j:], "*/"):
+			depth--
+			j += 2
+			if depth == 0 {
+				return j
+			}
+		default:
+			j++
+		}
+	}
+	return len(s)
+}
+
+// skipDollar skips a dollar-quoted string starting at i ($$…$$ or $tag$…$tag$). A '$' that does
+// not open a valid tag (e.g. the parameter $1) is skipped as a single byte.
+func skipDollar(s string, i int) int {
+	j := i + 1
+	for j < len(s) && s[j] != '$' {
+		c := s[j]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || (j > i+1 && c >= '0' && c <= '9')) {
+			return i + 1
+		}
+		j++
+	}
+	if j >= len(s) {
+		return i + 1
+	}
+	tag := s[i : j+1]
+	if end := strings.Index(s[j+1:], tag); end >= 0 {
+		return j + 1 + end + len(tag)
+	}
+	return len(s)
+}

@@ -1,0 +1,76 @@
+package sqlsplit
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSplit(t *testing.T) {
+	cases := []struct {
+		name   string
+		script string
+		want   []string
+	}{
+		{"plain", "SELECT 1; SELECT 2;", []string{"SELECT 1", "SELECT 2"}},
+		{"no trailing semicolon", "SELECT 1;\nSELECT 2", []string{"SELECT 1", "SELECT 2"}},
+		{"semicolon in string", "SELECT 'a;b'; SELECT 2", []string{"SELECT 'a;b'", "SELECT 2"}},
+		{"doubled quote", "SELECT 'it''s;'; SELECT 2", []string{"SELECT 'it''s;'", "SELECT 2"}},
+		{"E string backslash", `SELECT E'\';'; SELECT 2`, []string{`SELECT E'\';'`, "SELECT 2"}},
+		{"plain string backslash is literal", `SELECT 'a\'; SELECT 2`, []string{`SELECT 'a\'`, "SELECT 2"}},
+		{"identifier", `CREATE TABLE "a;b" (x int); SELECT 2`, []string{`CREATE TABLE "a;b" (x int)`, "SELECT 2"}},
+		{"dollar body", "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql; SELECT 2",
+			[]string{"CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql", "SELECT 2"}},
+		{"tagged dollar", "DO $body$ BEGIN PERFORM 1; END $body$; SELECT 2", []string{"DO $body$ BEGIN PERFORM 1; END $body$", "SELECT 2"}},
+		{"param is not a quote", "PREPARE p AS SELECT $1; SELECT 2", []string{"PREPARE p AS SELECT $1", "SELECT 2"}},
+		{"line comment", "-- a; b\nSELECT 1; -- c;\n", []string{"-- a; b\nSELECT 1"}},
+		{"nested block comment", "/* a /* b; */ c; */ SELECT 1; SELECT 2", []string{"/* a /* b; */ c; */ SELECT 1", "SELECT 2"}},
+		{"comment only", "-- schemahook:no-transaction\n;\n/* x */;", nil},
+		{"empty statements", ";;  ;", nil},
+		{"unterminated string", "SELECT 'abc; SELECT 2", []string{"SELECT 'abc; SELECT 2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Split(tc.script)
+			var sqls []string
+			for _, s := range got {
+				sqls = append(sqls, s.SQL)
+				if tc.script[s.Offset:s.Offset+len(s.SQL)] != s.SQL {
+					t.Errorf("offset %d does not point at %q", s.Offset, s.SQL)
+				}
+			}
+			if strings.Join(sqls, "|") != strings.Join(tc.want, "|") || len(sqls) != len(tc.want) {
+				t.Fatalf("Split(%q) = %q, want %q", tc.script, sqls, tc.want)
+			}
+		})
+	}
+}
+
+func TestSplitLines(t *testing.T) {
+	got := Split("-- header\nCREATE TABLE a (x int);\n\n  CREATE INDEX CONCURRENTLY i ON a (x);\n")
+	if len(got) != 2 || got[0].Line != 1 || got[1].Line != 4 {
+		t.Fatalf("lines: %+v", got)
+	}
+}
+
+// FuzzSplit checks invariants that must hold for any input: statements are in order, do not
+// overlap, point at their text, and concatenating them loses no non-separator content.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{"SELECT 1; SELECT 2", "SELECT 'a;b'", "$$;$$;", "/* /* */ */;", "E'\\'';", `"";`, "$a$ $b$ ; $a$;", "-- x\n;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, script string) {
+		prevEnd := 0
+		for _, s := range Split(script) {
+			if s.Offset < prevEnd || s.Offset+len(s.SQL) > len(script) {
+				t.Fatalf("statement %+v out of order or range (prevEnd %d, len %d)", s, prevEnd, len(script))
+			}
+			if script[s.Offset:s.Offset+len(s.SQL)] != s.SQL {
+				t.Fatalf("offset mismatch for %+v", s)
+			}
+			if s.SQL == "" || s.Line != 1+strings.Count(script[:s.Offset], "\n") {
+				t.Fatalf("bad statement %+v", s)
+			}
+			prevEnd = s.Offset + len(s.SQL)
+		}
+	})
+}

@@ -1,0 +1,2 @@
+-- schemahook:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS accounts_email_lower_key;
