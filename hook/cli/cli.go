@@ -75,6 +75,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		// cobra reports an unknown subcommand as a plain error; it is a usage error.
+		err = usageError{err}
+	}
 	if err != nil {
 		code := ExitCode(err)
 		if code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) {

@@ -32,7 +32,7 @@ func (a *app) updateCommand() *cobra.Command {
 database, then applies every pending migration in its own transaction together with its version
 row. When the schema is already current it changes nothing and exits 0 quickly, so it is safe to
 run on every deploy and every Argo CD sync.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for name, v := range map[string]time.Duration{"wait-for-db": waitForDB, "timeout": total, "lock-wait": d.LockWait, "statement-timeout": d.StatementTimeout} {
 				if err := nonNegative(name, v); err != nil {
@@ -74,7 +74,7 @@ func (a *app) checkCommand() *cobra.Command {
 when they are equal and the version is clean; 8 when the schema is behind, 5 when the database is
 newer than this release, 6 when it is dirty. With --wait it polls until the schema is current or
 the time is up — use it as an init container so app pods start only on a current schema.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := nonNegative("wait", wait); err != nil {
 				return err
@@ -104,7 +104,7 @@ func (a *app) statusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the current and head versions, pending migrations, applied history and drift",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return usagef("-o %q: use table or json", output)
@@ -136,7 +136,7 @@ func (a *app) planCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Print the SQL that update would run now, without changing anything",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := a.runner(d, waitForDB)
 			if err != nil {
@@ -160,7 +160,7 @@ func (a *app) forceCommand() *cobra.Command {
 any migration SQL. Use it only after fixing a partially applied no-transaction migration by hand:
 VERSION is that migration's version if you finished its statements, or the previous version if
 you undid them. -1 means no migration is applied.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := strconv.Atoi(args[0])
 			if err != nil || v < -1 {
@@ -183,7 +183,7 @@ func (a *app) createCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Write the next NNNNNN_NAME.up.sql / .down.sql pair into the migrations directory",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(strings.TrimSpace(args[0])))
 			if !nameRE.MatchString(name) {
@@ -238,7 +238,7 @@ func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, the head migration of the built-in migrations and the Go version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			head := "invalid"
 			if cat, err := a.catalog(); err == nil {
@@ -247,5 +247,22 @@ func (a *app) versionCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "schemahook %s\nmigrations head: %s\ngo: %s %s/%s\n", version.Version, head, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		},
+	}
+}
+
+// noArgs and exactArgs are cobra's validators with their errors marked as usage errors.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
 	}
 }

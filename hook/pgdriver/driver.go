@@ -333,7 +333,7 @@ func (d *Driver) runTransaction(p *step) error {
 			return errors.Join(fmt.Errorf("starting the transaction for %s: %w", p.file.Name, err), d.rollback())
 		}
 		p.inTx = true
-		err := d.exec(p.file.SQL)
+		completed, err := d.exec(p.file.SQL)
 		if err == nil {
 			if d.conn.PgConn().TxStatus() != 'T' {
 				// The file ended our transaction itself (COMMIT/ROLLBACK inside); what it did is
@@ -347,16 +347,16 @@ func (d *Driver) runTransaction(p *step) error {
 		}
 		p.inTx = false
 		if rbErr := d.rollback(); rbErr != nil {
-			return errors.Join(d.failure(p, p.file.SQL, 0, err, false), rbErr)
+			return errors.Join(d.failure(p, p.file.SQL, 0, completed, err, false), rbErr)
 		}
 		if !retryable(err) {
-			return d.failure(p, p.file.SQL, 0, err, false)
+			return d.failure(p, p.file.SQL, 0, completed, err, false)
 		}
 		p.retries++
 		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
 			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
 		if retry.Sleep(d.ctx, attempt) != nil {
-			return d.failure(p, p.file.SQL, 0, err, false)
+			return d.failure(p, p.file.SQL, 0, completed, err, false)
 		}
 	}
 }
@@ -385,7 +385,7 @@ func (d *Driver) runStatements(p *step) error {
 			current = want
 		}
 		for attempt := 0; ; attempt++ {
-			err := d.exec(st.SQL)
+			_, err := d.exec(st.SQL)
 			if err == nil {
 				break
 			}
@@ -398,10 +398,10 @@ func (d *Driver) runStatements(p *step) error {
 			clean := i == 0 && !concurrently(st.SQL)
 			if clean {
 				if werr := d.writeVersion(p.from, false); werr != nil {
-					return errors.Join(d.failure(p, st.SQL, st.Offset, err, true), werr)
+					return errors.Join(d.failure(p, st.SQL, st.Offset, 0, err, true), werr)
 				}
 			}
-			return d.failure(p, st.SQL, st.Offset, err, !clean)
+			return d.failure(p, st.SQL, st.Offset, 0, err, !clean)
 		}
 	}
 	if _, err := d.conn.Exec(d.ctx, "RESET lock_timeout; RESET statement_timeout"); err != nil {
@@ -470,12 +470,20 @@ func (d *Driver) queueVersion(b *pgx.Batch, version int, dirty bool) {
 	}
 }
 
-func (d *Driver) exec(sql string) error {
+// exec sends sql as one simple-protocol query (a file may hold many statements). On failure
+// it returns how many statements completed first: PostgreSQL reports no position for many
+// errors (e.g. ALTER TABLE on a missing relation), and the count tells which statement failed.
+func (d *Driver) exec(sql string) (completed int, err error) {
 	if strings.TrimSpace(sql) == "" {
-		return nil
+		return 0, nil
 	}
-	_, err := d.conn.Exec(d.ctx, sql) // no arguments: simple protocol, so a file may hold many statements
-	return err
+	results, err := d.conn.PgConn().Exec(d.ctx, sql).ReadAll()
+	for _, r := range results {
+		if r.Err == nil {
+			completed++
+		}
+	}
+	return completed, err
 }
 
 func (d *Driver) rollback() error {

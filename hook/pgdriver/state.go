@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/schemahook/schemahook/hook/sqlsplit"
 )
 
 // Applied is one row of the history table: a migration that is applied now.
@@ -224,8 +226,9 @@ func (e *MigrationError) Unwrap() []error {
 }
 
 // failure builds the MigrationError for err raised by sql, which starts at byte offset off of
-// the file. PostgreSQL reports positions in characters of the statement it received.
-func (d *Driver) failure(p *step, sql string, off int, err error, dirty bool) error {
+// the file, after completed statements of sql succeeded. PostgreSQL reports positions in
+// characters of the query it received; without one, the failing statement's line is used.
+func (d *Driver) failure(p *step, sql string, off, completed int, err error, dirty bool) error {
 	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err}
 	// A retryable error reaching here means the retries ran out of time.
 	e.Deadline = retryable(err)
@@ -233,10 +236,11 @@ func (d *Driver) failure(p *step, sql string, off int, err error, dirty bool) er
 		e.Err = fmt.Errorf("%w (interrupted: %w)", err, cerr)
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Position > 0 {
+	switch stmts := sqlsplit.Split(sql); {
+	case errors.As(err, &pgErr) && pgErr.Position > 0:
 		e.Line, e.Column = position(p.file.SQL, off, sql, int(pgErr.Position))
-	} else if off > 0 {
-		e.Line = 1 + strings.Count(p.file.SQL[:off], "\n")
+	case pgErr != nil && completed < len(stmts):
+		e.Line = 1 + strings.Count(p.file.SQL[:off+stmts[completed].Offset], "\n")
 	}
 	return e
 }

@@ -161,7 +161,10 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 	deadline, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	start := time.Now()
-	var last string
+	var (
+		logged string
+		reason error // the last answer that was about the schema or the server, not our own deadline
+	)
 	for attempt := 0; ; attempt++ {
 		err := r.Check(deadline)
 		if err == nil {
@@ -173,15 +176,18 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 		if errors.Is(err, dbconn.ErrAuth) || errors.Is(err, dbconn.ErrConfig) {
 			return err // waiting cannot fix credentials or a malformed URL
 		}
-		if msg := err.Error(); msg != last {
+		if deadline.Err() == nil || reason == nil {
+			reason = err
+		}
+		if msg := reason.Error(); msg != logged {
 			r.o.log.Info("waiting for the schema", "reason", msg, "wait", wait.String())
-			last = msg
+			logged = msg
 		}
 		if pollPolicy.Sleep(deadline, attempt) != nil || deadline.Err() != nil {
 			if ctx.Err() != nil {
-				return errors.Join(err, ctx.Err())
+				return errors.Join(reason, ctx.Err())
 			}
-			return fmt.Errorf("still not ready after %s: %w", time.Since(start).Round(time.Second), err)
+			return fmt.Errorf("still not ready after %s: %w", time.Since(start).Round(time.Second), reason)
 		}
 	}
 }

@@ -1,0 +1,301 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schemahook/schemahook/tests/pgtest"
+)
+
+// Exit codes as documented in the README and `schemahook --help`.
+const (
+	exitOK, exitError, exitUsage, exitFailed, exitDrift, exitNewer, exitDirty, exitTimeout, exitNotCurrent = 0, 1, 2, 3, 4, 5, 6, 7, 8
+)
+
+func TestCheckExitCodes(t *testing.T) {
+	db := pgtest.New(t)
+	files := exampleFiles(t)
+	full := writeDir(t, files)
+	old := writeDir(t, upTo(files, 3))
+	withDir := func(dir string) []string { return []string{"SCHEMAHOOK_MIGRATIONS=" + dir} }
+
+	expect := func(r result, code int, says string) {
+		t.Helper()
+		if r.code != code || !strings.Contains(r.stderr+r.stdout, says) {
+			t.Fatalf("exit %d, output %q; want exit %d saying %q", r.code, r.stderr+r.stdout, code, says)
+		}
+	}
+	expect(cli(t, db.URL, withDir(full), "check"), exitNotCurrent, "database has no schema yet, this release needs 5")
+	expect(cli(t, db.URL, withDir(old), "update"), exitOK, "")
+	expect(cli(t, db.URL, withDir(full), "check"), exitNotCurrent, "schema at 3, this release needs 5 (2 pending")
+	expect(cli(t, db.URL, withDir(full), "update"), exitOK, "")
+	expect(cli(t, db.URL, withDir(full), "check"), exitOK, "schema is current")
+	expect(cli(t, db.URL, withDir(old), "check"), exitNewer, "at version 5 but this release only knows migrations up to 3")
+	expect(cli(t, db.URL, withDir(old), "update"), exitNewer, "older release must not run against a newer schema")
+
+	edited := exampleFiles(t)
+	edited["000004_projects_slug.up.sql"] = strings.Replace(edited["000004_projects_slug.up.sql"], "slug", "slug ", 1)
+	expect(cli(t, db.URL, withDir(writeDir(t, edited)), "update"), exitDrift, "000004_projects_slug.up.sql: file changed after it was applied")
+
+	c := db.Conn(t)
+	if _, err := c.Exec(context.Background(), "UPDATE schema_migrations SET dirty = true"); err != nil {
+		t.Fatal(err)
+	}
+	expect(cli(t, db.URL, withDir(full), "check"), exitDirty, "dirty at version 5")
+	expect(cli(t, db.URL, withDir(full), "update"), exitDirty, "schemahook force 5")
+	expect(cli(t, db.URL, withDir(full), "force", "5"), exitOK, "")
+	expect(cli(t, db.URL, withDir(full), "check"), exitOK, "")
+
+	// Usage errors: nothing is touched.
+	expect(cli(t, db.URL, nil, "check", "--wait", "-5s"), exitUsage, "must not be negative")
+	expect(cli(t, db.URL, nil, "update", "--lock-timeout", "0s"), exitUsage, "must be positive")
+	expect(cli(t, db.URL, nil, "status", "-o", "yaml"), exitUsage, "use table or json")
+	expect(cli(t, db.URL, nil, "frobnicate"), exitUsage, "unknown command")
+	expect(cli(t, db.URL, nil, "force"), exitUsage, "accepts 1 arg")
+	expect(cli(t, db.URL, []string{"SCHEMAHOOK_LOCK_TIMEOUT=soon"}, "update"), exitUsage, "SCHEMAHOOK_LOCK_TIMEOUT")
+	expect(cli(t, db.URL, withDir(t.TempDir()), "check"), exitUsage, "no migrations")
+}
+
+func TestFailingMigrationExitCode(t *testing.T) {
+	db := pgtest.New(t)
+	files := upTo(exampleFiles(t), 2)
+	files["000003_broken.up.sql"] = "CREATE TABLE ok_so_far (id int);\nCREATE TABLE broken (id int REFERENCES nowhere (id));\n"
+	files["000003_broken.down.sql"] = "DROP TABLE broken;"
+	r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}, "update")
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want %d", r.code, exitFailed)
+	}
+	// Logs are JSON lines when stderr is not a terminal; the failure names file, line, SQLSTATE.
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if msg, _ := rec["msg"].(string); rec["level"] == "ERROR" {
+			found = strings.Contains(msg, "000003_broken.up.sql failed at line 2") && strings.Contains(msg, "SQLSTATE 42P01") &&
+				strings.Contains(msg, "still at version 2, clean") && rec["exit_code"] == float64(exitFailed)
+		}
+	}
+	if !found {
+		t.Fatalf("no error log line naming the file, line and SQLSTATE in:\n%s", r.stderr)
+	}
+	c := db.Conn(t)
+	if v, dirty := versionRow(t, c); v != 2 || dirty || tableExists(t, c, "ok_so_far") {
+		t.Fatalf("after failure: version (%d, %t), ok_so_far exists=%t; want (2, false), false", v, dirty, tableExists(t, c, "ok_so_far"))
+	}
+}
+
+func TestCheckWaitReturnsOnceUpdated(t *testing.T) {
+	db := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "check", "--wait", "45s")
+	cmd.Env = append(cleanEnv(), "SCHEMAHOOK_DATABASE_URL="+db.URL, "SCHEMAHOOK_LOG_FORMAT=json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("check --wait returned before the schema was updated: %v\n%s", err, stderr.String())
+	case <-time.After(2 * time.Second):
+	}
+	if r := cli(t, db.URL, nil, "update"); r.code != exitOK {
+		t.Fatalf("update: exit %d", r.code)
+	}
+	start := time.Now()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("check --wait after update: %v\n%s", err, stderr.String())
+		}
+		t.Logf("gate opened %v after the update finished", time.Since(start))
+	case <-time.After(15 * time.Second):
+		t.Fatalf("check --wait still waiting 15s after the update\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "waiting for the schema") {
+		t.Errorf("the gate did not log why it waited:\n%s", stderr.String())
+	}
+
+	// And with a deadline it gives up with the reason's exit code.
+	other := pgtest.New(t)
+	r := cli(t, other.URL, nil, "check", "--wait", "1500ms")
+	if r.code != exitNotCurrent || !strings.Contains(r.stderr, "still not ready after") {
+		t.Fatalf("check --wait on an empty database: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// statusJSON is the documented shape of `status -o json`; decoding rejects unknown fields.
+type statusJSON struct {
+	Database    string  `json:"database"`
+	State       string  `json:"state"`
+	Message     string  `json:"message"`
+	Current     *int    `json:"current"`
+	Dirty       bool    `json:"dirty"`
+	Head        int     `json:"head"`
+	Initialized bool    `json:"initialized"`
+	Pending     []ref   `json:"pending"`
+	Applied     []apply `json:"applied"`
+	Drift       []drift `json:"drift"`
+}
+type ref struct {
+	Version       int    `json:"version"`
+	Name          string `json:"name"`
+	File          string `json:"file"`
+	NoTransaction bool   `json:"no_transaction"`
+}
+type apply struct {
+	Version      int       `json:"version"`
+	Name         string    `json:"name"`
+	Checksum     string    `json:"checksum"`
+	Irreversible bool      `json:"irreversible"`
+	AppliedAt    time.Time `json:"applied_at"`
+	DurationMS   float64   `json:"duration_ms"`
+	AppliedBy    string    `json:"applied_by"`
+	Retries      int       `json:"retries"`
+}
+type drift struct {
+	Version  int    `json:"version"`
+	Name     string `json:"name"`
+	Applied  string `json:"applied_checksum"`
+	File     string `json:"file_checksum"`
+	Problem  string `json:"problem"`
+	FileName string `json:"file"`
+}
+
+func decodeStatus(t *testing.T, out string) statusJSON {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	var s statusJSON
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("status -o json does not match the documented schema: %v\n%s", err, out)
+	}
+	// Lists are always arrays, never null, so consumers can iterate without checks.
+	var raw map[string]any
+	_ = json.Unmarshal([]byte(out), &raw)
+	for _, k := range []string{"pending", "applied", "drift"} {
+		if _, ok := raw[k].([]any); !ok {
+			t.Errorf("%q is %T, want an array", k, raw[k])
+		}
+	}
+	return s
+}
+
+func TestStatusJSON(t *testing.T) {
+	db := pgtest.New(t)
+	files := exampleFiles(t)
+	full := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}
+
+	s := decodeStatus(t, cli(t, db.URL, full, "status", "-o", "json").stdout)
+	if s.State != "empty" || s.Current != nil || s.Head != 5 || len(s.Pending) != 5 || len(s.Applied) != 0 || s.Initialized {
+		t.Fatalf("empty database status = %+v", s)
+	}
+	if r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(files, 3))}, "update"); r.code != 0 {
+		t.Fatal("update failed")
+	}
+	r := cli(t, db.URL, full, "status", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("status exit %d", r.code)
+	}
+	s = decodeStatus(t, r.stdout)
+	var pending []int
+	for _, p := range s.Pending {
+		pending = append(pending, p.Version)
+	}
+	if s.State != "pending" || s.Current == nil || *s.Current != 3 || s.Dirty || !slices.Equal(pending, []int{4, 5}) || len(s.Drift) != 0 {
+		t.Fatalf("status = %+v, want pending at 3 with [4 5] pending", s)
+	}
+	hex64 := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	for i, a := range s.Applied {
+		if a.Version != i+1 || a.Name == "" || !hex64.MatchString(a.Checksum) || a.AppliedAt.IsZero() || a.DurationMS <= 0 || a.AppliedBy == "" {
+			t.Errorf("applied[%d] = %+v", i, a)
+		}
+	}
+	if !s.Pending[0].NoTransaction == (s.Pending[0].Version == 3) || s.Pending[0].File != "000004_projects_slug.up.sql" {
+		t.Errorf("pending[0] = %+v", s.Pending[0])
+	}
+	// The table output says the same in words.
+	table := cli(t, db.URL, full, "status").stdout
+	for _, want := range []string{"State:     pending", "Version:   3 (head 5)", "000005_account_settings.up.sql"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+func TestPlanChangesNothing(t *testing.T) {
+	db := pgtest.New(t)
+	r := cli(t, db.URL, nil, "plan")
+	if r.code != 0 || !strings.Contains(r.stdout, "CREATE TABLE accounts") || !strings.Contains(r.stdout, "CREATE UNIQUE INDEX CONCURRENTLY") ||
+		!strings.Contains(r.stdout, "SET LOCAL lock_timeout = '200ms'") {
+		t.Fatalf("plan output:\n%s", r.stdout)
+	}
+	if tableExists(t, db.Conn(t), "schema_migrations") {
+		t.Fatal("plan created the version table")
+	}
+}
+
+// The password never appears in output, whatever the command and whether it succeeds.
+func TestPasswordNeverPrinted(t *testing.T) {
+	db := pgtest.New(t)
+	u, _ := url.Parse(db.URL)
+	password, _ := u.User.Password()
+	if len(password) < 8 {
+		t.Skip("the test server has no password to leak")
+	}
+	wrong := *u
+	wrong.User = url.UserPassword(u.User.Username(), "wrong-"+password)
+	closed := freeAddr(t)
+	unreachable := fmt.Sprintf("postgres://%s:%s@%s/x?connect_timeout=1", u.User.Username(), password, closed)
+	runs := []result{
+		cli(t, db.URL, nil, "update"),
+		cli(t, db.URL, nil, "status", "-o", "json"),
+		cli(t, db.URL, nil, "status"),
+		cli(t, db.URL, nil, "check"),
+		cli(t, db.URL, nil, "plan"),
+		cli(t, wrong.String(), nil, "check"),
+		cli(t, unreachable, nil, "update", "--wait-for-db", "1s"),
+		cli(t, "postgres://user:"+password+"@[bad", nil, "check"),
+		cli(t, "", []string{"PGHOST=127.0.0.1", "PGPORT=" + u.Port(), "PGUSER=postgres", "PGPASSWORD=wrong-" + password, "PGDATABASE=" + db.Name}, "update"),
+	}
+	for i, r := range runs {
+		if strings.Contains(r.stdout+r.stderr, password) {
+			t.Errorf("run %d leaked the password:\n%s%s", i, r.stdout, r.stderr)
+		}
+	}
+	if runs[5].code != exitError || !strings.Contains(runs[5].stderr, "28P01") || !strings.Contains(runs[5].stderr, "PGPASSWORD") {
+		t.Errorf("wrong password: exit %d, %s", runs[5].code, runs[5].stderr)
+	}
+	if runs[6].code != exitTimeout || !strings.Contains(runs[6].stderr, "did not accept connections within") {
+		t.Errorf("unreachable: exit %d, %s", runs[6].code, runs[6].stderr)
+	}
+	if runs[7].code != exitUsage {
+		t.Errorf("malformed URL: exit %d, %s", runs[7].code, runs[7].stderr)
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
