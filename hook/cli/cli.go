@@ -140,7 +140,7 @@ previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 
 	pf.StringVar(&a.historyTable, "history-table", "schemahook_history", "table recording each applied migration")
 	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (JSON unless stderr is a terminal), text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(a.updateCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
+	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
 		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand())
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/hook/runner"
 	"github.com/schemahook/schemahook/hook/source"
 	"github.com/schemahook/schemahook/hook/version"
 )
@@ -24,6 +25,7 @@ func (a *app) updateCommand() *cobra.Command {
 	var (
 		d                pgdriver.Options
 		waitForDB, total time.Duration
+		allowDowngrade   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "update",
@@ -53,15 +55,47 @@ run on every deploy and every Argo CD sync.`,
 				defer cancel()
 			}
 			_, err = r.Update(ctx)
+			if errors.Is(err, runner.ErrDatabaseNewer) && allowDowngrade {
+				a.log.Warn("the database is newer than this release and downgrades are allowed: reverting with stored down migrations")
+				_, err = r.Downgrade(ctx)
+			}
 			return err
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&allowDowngrade, "allow-downgrade", false, "when the database is newer than this release, revert it with the down SQL stored in its history instead of refusing")
 	f.DurationVar(&waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
 	f.DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
 	f.DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
 	f.DurationVar(&d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook holding the migration lock")
 	f.DurationVar(&total, "timeout", 5*time.Minute, "deadline for the whole update, retries included (0: none)")
+	return cmd
+}
+
+func (a *app) guardCommand() *cobra.Command {
+	var (
+		waitForDB      time.Duration
+		allowDowngrade bool
+	)
+	cmd := &cobra.Command{
+		Use:   "guard",
+		Short: "Pre-rollback check: refuse (exit 5) when the database is newer than this release, or downgrade it if allowed",
+		Long: `guard is what the chart's pre-rollback hook runs, with the rollback target's image. Helm runs
+the target revision's pre-rollback hooks before touching any resource, so a refusal here stops the
+rollback while the current release keeps serving. With --allow-downgrade it instead reverts the
+migrations newer than this release, newest first, with the down SQL stored when each was applied;
+it refuses (changing nothing) when one of them is irreversible or has no stored down.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := a.runner(pgdriver.Options{}, waitForDB)
+			if err != nil {
+				return err
+			}
+			return r.Guard(cmd.Context(), allowDowngrade)
+		},
+	}
+	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
+	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "revert a newer schema with its stored down migrations instead of refusing")
 	return cmd
 }
 
