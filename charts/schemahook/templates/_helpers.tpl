@@ -1,0 +1,270 @@
+{{/*
+Names and labels.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "schemahook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name. A release name that already contains the chart name is used as is,
+so "schemahook" installed as "schemahook" is not called "schemahook-schemahook".
+*/}}
+{{- define "schemahook.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The name of one component's object: "<fullname>-<suffix>", with the fullname shortened so that the
+whole name fits the 63 characters of a label value (Jobs copy their name into a pod label).
+Call with (dict "ctx" $ "suffix" "schema-update").
+*/}}
+{{- define "schemahook.componentName" -}}
+{{- $max := sub 62 (len .suffix) | int }}
+{{- printf "%s-%s" (include "schemahook.fullname" .ctx | trunc $max | trimSuffix "-") .suffix }}
+{{- end }}
+
+{{/*
+The constant name of every schema-update hook object. Constant, so that before-hook-creation
+replaces the object left by a failed run, and so that leftovers are easy to find.
+*/}}
+{{- define "schemahook.schemaUpdate.name" -}}
+{{- include "schemahook.componentName" (dict "ctx" . "suffix" "schema-update") }}
+{{- end }}
+
+{{/* The release Secret that holds an inline password for the gate and the test pod. */}}
+{{- define "schemahook.database.secretName" -}}
+{{- include "schemahook.componentName" (dict "ctx" . "suffix" "database") }}
+{{- end }}
+
+{{- define "schemahook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: name and instance only, because selectors are immutable. */}}
+{{- define "schemahook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "schemahook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of every object; templates add app.kubernetes.io/component. */}}
+{{- define "schemahook.labels" -}}
+helm.sh/chart: {{ include "schemahook.chart" . }}
+{{ include "schemahook.selectorLabels" . }}
+{{- with .Chart.AppVersion }}
+app.kubernetes.io/version: {{ . | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Hook annotations of a schema-update object, as YAML. Call with
+(dict "ctx" $ "weight" -5 "extra" $map). Precedence, lowest first: the chart's hook settings,
+schemaUpdate.hookAnnotations, extra. The weight is always the chart's: it is what makes the
+ConfigMap and Secret exist before the Job runs.
+*/}}
+{{- define "schemahook.schemaUpdate.hookAnnotations" -}}
+{{- $ann := dict "helm.sh/hook" "pre-install,pre-upgrade" "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- $ann = merge (deepCopy .ctx.Values.schemaUpdate.hookAnnotations) $ann }}
+{{- with .extra }}
+{{- $ann = merge (deepCopy .) $ann }}
+{{- end }}
+{{- $_ := set $ann "helm.sh/hook-weight" (toString .weight) }}
+{{- toYaml $ann }}
+{{- end }}
+
+{{/*
+Whether the schema-update Job needs its own ServiceAccount and RBAC. Nothing the chart does yet
+talks to the Kubernetes API, so the pod runs without a token. Features that need the API (stopping
+workloads during an update) make this non-empty; the ServiceAccount and RBAC templates render only
+then, at weight -10.
+*/}}
+{{- define "schemahook.schemaUpdate.needsRBAC" -}}
+{{- end }}
+
+{{/*
+Rejects combinations values.schema.json cannot express clearly. Every template that renders
+something includes it, so `helm install`, `helm template` and Argo CD all fail the same way.
+*/}}
+{{- define "schemahook.validateValues" -}}
+{{- $db := .Values.database }}
+{{- if and $db.existingSecret $db.password }}
+{{- fail "database.existingSecret and database.password are both set: keep database.existingSecret (recommended) and remove database.password" }}
+{{- end }}
+{{- if and .Values.config.updateSchema (not $db.host) }}
+{{- fail "database.host is required when config.updateSchema is true: set it to the PostgreSQL server's host name (for example --set database.host=postgres.db.svc)" }}
+{{- end }}
+{{- if not (or .Values.image.digest .Values.image.tag .Chart.AppVersion) }}
+{{- fail "image.tag is empty and the chart has no appVersion to default to: set image.tag or image.digest" }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: a digest pins it; otherwise the tag, which defaults to appVersion. */}}
+{{- define "schemahook.image" -}}
+{{- $img := .Values.image }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Container configuration. Settings go through environment variables (the binary reads libpq's PG*
+variables and SCHEMAHOOK_<FLAG>), not arguments; the only arguments are the subcommand and the
+gate's --wait. The password is never a literal: only a secretKeyRef.
+*/}}
+
+{{/*
+Non-secret settings every schemahook command needs, as a YAML map of env var name to string.
+Empty values are left out so that libpq's defaults apply.
+*/}}
+{{- define "schemahook.connectionSettings" -}}
+{{- $db := .Values.database }}
+{{- with $db.host }}
+PGHOST: {{ . | quote }}
+{{- end }}
+PGPORT: {{ $db.port | toString | quote }}
+{{- with $db.name }}
+PGDATABASE: {{ . | quote }}
+{{- end }}
+{{- with $db.user }}
+PGUSER: {{ . | quote }}
+{{- end }}
+PGSSLMODE: {{ $db.sslMode | quote }}
+SCHEMAHOOK_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+{{- if .Values.migrations.configMap }}
+SCHEMAHOOK_MIGRATIONS: "/migrations"
+{{- end }}
+{{- end }}
+
+{{/* connectionSettings plus the settings only `schemahook update` reads: the hook ConfigMap's data. */}}
+{{- define "schemahook.schemaUpdate.settings" -}}
+{{- include "schemahook.connectionSettings" . }}
+SCHEMAHOOK_LOCK_TIMEOUT: {{ .Values.schemaUpdate.lockTimeout | quote }}
+SCHEMAHOOK_TIMEOUT: {{ .Values.schemaUpdate.timeout | quote }}
+SCHEMAHOOK_WAIT_FOR_DB: {{ .Values.schemaUpdate.waitForDatabase | quote }}
+SCHEMAHOOK_STATEMENT_TIMEOUT: {{ .Values.schemaUpdate.statementTimeout | quote }}
+{{- end }}
+
+{{/*
+The PGPASSWORD env entry as a YAML list (empty when no password is configured). Call with
+(dict "ctx" $ "hook" true|false): a hook pod reads the hook Secret, because at pre-install the
+release Secret does not exist yet; everything else reads the release Secret, because the hook
+Secret is deleted once the hook succeeds.
+*/}}
+{{- define "schemahook.passwordEnv" -}}
+{{- $db := .ctx.Values.database }}
+{{- $ref := dict }}
+{{- if $db.existingSecret }}
+{{- $ref = dict "name" $db.existingSecret "key" $db.passwordKey }}
+{{- else if and $db.password .hook }}
+{{- $ref = dict "name" (include "schemahook.schemaUpdate.name" .ctx) "key" "password" }}
+{{- else if $db.password }}
+{{- $ref = dict "name" (include "schemahook.database.secretName" .ctx) "key" "password" }}
+{{- end }}
+{{- if $ref }}
+{{- toYaml (list (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" $ref))) }}
+{{- else }}
+{{- toYaml (list) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The env list of a schemahook container outside the hook (gate, test, the example app), as YAML:
+literal non-secret settings (the hook ConfigMap is gone by the time these run) and PGPASSWORD.
+*/}}
+{{- define "schemahook.env" -}}
+{{- $env := list }}
+{{- range $name, $value := include "schemahook.connectionSettings" . | fromYaml }}
+{{- $env = append $env (dict "name" $name "value" $value) }}
+{{- end }}
+{{- $env = concat $env (include "schemahook.passwordEnv" (dict "ctx" . "hook" false) | fromYamlArray) }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/* The migrations volume, as a list entry, or nothing. */}}
+{{- define "schemahook.migrations.volume" -}}
+{{- with .Values.migrations.configMap -}}
+- name: schemahook-migrations
+  configMap:
+    name: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The migrations volume mount, as a list entry, or nothing. */}}
+{{- define "schemahook.migrations.volumeMount" -}}
+{{- if .Values.migrations.configMap -}}
+- name: schemahook-migrations
+  mountPath: /migrations
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Public templates for parent charts. Call them with the subchart's own context,
+`.Subcharts.schemahook` (use the alias if the dependency has one), so that they see this chart's
+values, name and appVersion:
+
+      initContainers:
+        {{- include "schemahook.gate.initContainer" .Subcharts.schemahook | nindent 8 }}
+      containers:
+        - name: app
+          env:
+            {{- include "schemahook.databaseEnv" .Subcharts.schemahook | nindent 12 }}
+      volumes:
+        {{- include "schemahook.gate.volumes" .Subcharts.schemahook | nindent 8 }}
+*/}}
+
+{{/*
+The gate: an init container that runs `schemahook check --wait` and so keeps the pod's other
+containers from starting until the database schema is at the image's head. It carries its own
+restricted security context, so it does not loosen the pod it is added to.
+*/}}
+{{- define "schemahook.gate.initContainer" -}}
+{{- include "schemahook.validateValues" . -}}
+- name: wait-for-schema
+  image: {{ include "schemahook.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - check
+    - --wait
+    - {{ .Values.gate.wait | quote }}
+  env:
+    {{- include "schemahook.env" . | nindent 4 }}
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.gate.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with (include "schemahook.migrations.volumeMount" .) }}
+  volumeMounts:
+    {{- . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* Volumes the gate needs in the pod (the migrations ConfigMap, if any); may render nothing. */}}
+{{- define "schemahook.gate.volumes" -}}
+{{- include "schemahook.migrations.volume" . }}
+{{- end }}
+
+{{/*
+The database env of an application container that uses the same settings: PGHOST, PGPORT,
+PGDATABASE, PGUSER, PGSSLMODE and PGPASSWORD (from a Secret).
+*/}}
+{{- define "schemahook.databaseEnv" -}}
+{{- include "schemahook.env" . }}
+{{- end }}

@@ -1,0 +1,44 @@
+{{/*
+The text of NOTES.txt, as a named template so that a parent chart can print it too (Helm does
+not print a subchart's NOTES.txt): {{ include "schemahook.notes" .Subcharts.schemahook }}
+*/}}
+{{- define "schemahook.notes" -}}
+{{- include "schemahook.validateValues" . }}
+{{- $db := .Values.database }}
+{{- $where := printf "%s:%v" (default "libpq's default host" $db.host) $db.port }}
+{{- $target := printf "the default database on %s" $where }}
+{{- with $db.name }}{{ $target = printf "database %q on %s" . $where }}{{ end }}
+{{- $event := ternary "pre-install" "pre-upgrade" .Release.IsInstall }}
+{{- $set := "config.updateSchema" }}
+{{- if not .Chart.IsRoot }}{{ $set = printf "%s.config.updateSchema" .Chart.Name }}{{ end }}
+{{- if .Values.config.updateSchema }}
+SCHEMA UPDATED: {{ $set }} is true.
+
+The {{ $event }} hook Job {{ include "schemahook.schemaUpdate.name" . }} ran `schemahook update`
+(image {{ include "schemahook.image" . }})
+against {{ $target }} and succeeded before the rest of this release was applied:
+Helm prints these notes only after every hook has succeeded. The schema is now at the image's head.
+Helm then deleted the Job and its supporting objects; Helm 3.18 and later print its log above.
+
+The setting stays on: every later `helm upgrade` (and every Argo CD sync) runs the update again,
+a quick no-op when nothing is pending. To leave future schema changes to a person, turn it off:
+
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=false
+{{- else }}
+SCHEMA NOT UPDATED: {{ $set }} is false, so no hook ran and nothing changed in
+{{ $target }}. Pods gated by `schemahook check --wait` stay in their init
+container until the schema is at the head of image {{ include "schemahook.image" . }}.
+
+To update the schema (stop the application first if the pending migrations need it), run one
+upgrade with the hook on, then turn it off again:
+
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=true
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=false
+{{- end }}
+{{- if .Values.test.enabled }}
+
+Check the schema at any time (exits non-zero unless it is current):
+
+  helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
+{{- end }}
+{{- end }}
