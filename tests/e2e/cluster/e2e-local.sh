@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# e2e-local.sh [go test args...]: the e2e suite on a local real-node cluster, from a clean clone.
+#
+#   build.sh (cached) -> scripts/image.sh -> up.sh -> postgres.sh start -> load-image.sh
+#   -> smoke.sh -> go test ./e2e/... (in tests/) -> down.sh (always) -> leak check
+#
+# Extra arguments go to `go test` (e.g. -run TestUpgrade). SCHEMAHOOK_E2E_KEEP=1 leaves the
+# cluster up afterwards (KUBECONFIG is printed; tear it down with down.sh).
+# Exit status: the tests' status, or 1 if anything of the harness is left on the host.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+export T0
+need_root
+
+IMAGE=${SCHEMAHOOK_E2E_IMAGE:-localhost/schemahook:dev}
+ARCHIVE=${SCHEMAHOOK_E2E_ARCHIVE:-$REPO/bin/schemahook-image.tar}
+TIMINGS=()
+phase() { # phase NAME CMD...: run and remember how long it took
+  local name=$1 t; shift
+  t=$(date +%s.%N)
+  "$@"
+  TIMINGS+=("$(printf '%-10s %6.1fs' "$name" "$(echo "$(date +%s.%N) - $t" | bc)")")
+}
+
+finish() {
+  local rc=$?
+  set +e
+  if [ "${SCHEMAHOOK_E2E_KEEP:-}" = 1 ]; then
+    log "SCHEMAHOOK_E2E_KEEP=1: cluster left up; KUBECONFIG=$STATE/admin.kubeconfig; $HERE/down.sh to stop"
+  else
+    phase down "$HERE/down.sh"
+    # down.sh checks too, but a leak must fail the run even if down.sh itself was broken.
+    if ! leak_report; then
+      echo "e2e-local: the harness left things behind (LEAK lines above)" >&2
+      [ $rc != 0 ] || rc=1
+    fi
+  fi
+  printf 'timings:\n'; printf '  %s\n' "${TIMINGS[@]}"
+  log "e2e-local: exit $rc"
+  exit $rc
+}
+trap finish EXIT
+
+phase build "$HERE/build.sh"
+phase image env IMAGE="$IMAGE" "$REPO/scripts/image.sh" "$ARCHIVE"
+phase up "$HERE/up.sh"
+phase postgres "$HERE/postgres.sh" start
+phase load "$HERE/load-image.sh" "$ARCHIVE"
+phase smoke "$HERE/smoke.sh" "$IMAGE"
+
+# The suite's settings; pg.env adds the CA file, user and database of the hook's role.
+set -a
+# shellcheck disable=SC1091
+. "$STATE/pg.env"
+set +a
+export KUBECONFIG=$STATE/admin.kubeconfig
+export SCHEMAHOOK_E2E_IMAGE=$IMAGE
+export SCHEMAHOOK_E2E_USER_KUBECONFIG=$STATE/user.kubeconfig
+export PATH=$K8S_BIN:$PATH # kubectl of the server's version, for tests that shell out
+
+if compgen -G "$REPO/tests/e2e/*_test.go" >/dev/null; then
+  # shellcheck disable=SC2016 # $1/$@ belong to the inner shell
+  phase test bash -c 'cd "$1/tests" && shift && go test ./e2e/... -count=1 -v -timeout 30m "$@"' _ "$REPO" "$@"
+else
+  log "no Go e2e tests in tests/e2e yet: the smoke test is the whole suite"
+fi

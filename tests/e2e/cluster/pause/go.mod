@@ -1,0 +1,3 @@
+module github.com/schemahook/schemahook/tests/e2e/cluster/pause
+
+go 1.24
