@@ -25,7 +25,7 @@ test-unit: ## unit tests and fuzz seed corpora of the binary's packages
 	go test -count=1 ./...
 
 test-integration: build ## tests against a real Postgres (see tests/pgtest)
-	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) go test -count=1 ./pgtest/... ./integration/...
+	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) go test -count=1 ./pgtest/... ./integration/... ./authoring/...
 
 test-chart: ## chart tests through the Helm SDK
 	cd tests && go test -count=1 ./chart/...
@@ -42,6 +42,9 @@ image: ## OCI image archive of the hook, built without Docker (bin/schemahook-im
 
 e2e-local: ## end-to-end tests on a local real-node Kubernetes (built and cached on first run), torn down after
 	./tests/e2e/cluster/e2e-local.sh
+
+diagram: build ## regenerate docs/schema.md (Mermaid ER diagram of the example schema) on a throwaway PostgreSQL
+	./scripts/diagram.sh $(BIN)
 
 clean: ## remove build outputs
 	rm -rf bin

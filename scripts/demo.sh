@@ -5,30 +5,11 @@
 set -euo pipefail
 
 bin=$(realpath "${1:-bin/schemahook}")
-pgbin=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
-if [[ -z "$pgbin" || ! -x "$pgbin/initdb" ]]; then
-  echo "demo: PostgreSQL server binaries not found; install them (Debian: apt-get install postgresql) or set PGBIN" >&2
-  exit 1
-fi
+source "$(dirname "$0")/lib/pg.sh"
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/schemahook-demo.XXXXXX")
-# PostgreSQL refuses to run as root: run it as the postgres user, who must own the directory.
-as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[[ $(id -u) == 0 ]] && chown postgres: "$dir"
-cleanup() {
-  as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-echo "== starting a throwaway PostgreSQL in $dir"
-as_pg "$pgbin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-  -o "-c listen_addresses='' -c unix_socket_directories='$dir' -c fsync=off" start >/dev/null
-as_pg "$pgbin/createdb" -h "$dir" -U postgres demo
-
-export PGHOST="$dir" PGUSER=postgres PGDATABASE=demo SCHEMAHOOK_LOG_FORMAT=text
-unset DATABASE_URL SCHEMAHOOK_DATABASE_URL PGPASSWORD PGPORT || true
+pg_start demo demo
+echo "== starting a throwaway PostgreSQL in $pg_dir"
+export SCHEMAHOOK_LOG_FORMAT=text
 
 echo; echo "== schemahook check   (empty database: exits 8, schema not current)"
 set +e; "$bin" check; code=$?; set -e
@@ -51,4 +32,4 @@ echo; echo "== schemahook status"
 echo; echo "== schemahook check"
 "$bin" check
 echo "exit code $?"
-echo; echo "== done; stopping PostgreSQL and removing $dir"
+echo; echo "== done; stopping PostgreSQL and removing $pg_dir"

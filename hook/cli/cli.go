@@ -17,9 +17,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/schemahook/schemahook/hook/dbconn"
+	"github.com/schemahook/schemahook/hook/lint"
 	"github.com/schemahook/schemahook/hook/pgdriver"
 	"github.com/schemahook/schemahook/hook/runner"
 	"github.com/schemahook/schemahook/hook/source"
+	"github.com/schemahook/schemahook/hook/verify"
 	"github.com/schemahook/schemahook/hook/version"
 	"github.com/schemahook/schemahook/migrations"
 )
@@ -59,6 +61,10 @@ func ExitCode(err error) int {
 		return ExitDirty
 	case errors.Is(err, runner.ErrNotCurrent):
 		return ExitNotCurrent
+	case errors.Is(err, verify.ErrMismatch):
+		return ExitVerifyMismatch
+	case errors.Is(err, lint.ErrFindings):
+		return ExitLintFindings
 	}
 	return ExitError
 }
@@ -141,7 +147,7 @@ previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 
 	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (JSON unless stderr is a terminal), text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
-		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand())
+		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand())
 	return root
 }
 

@@ -80,7 +80,11 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig, wait time.Duration, log *
 		if attempt == 0 && wait > 0 {
 			log.Info("waiting for the database", "target", Describe(cfg), "wait", wait.String(), "error", Redact(err.Error()))
 		}
-		if wait <= 0 || policy.Sleep(waitCtx, attempt) != nil || waitCtx.Err() != nil {
+		if wait <= 0 {
+			return nil, fmt.Errorf("%w: %s did not accept a connection: %s — check the host, port and that the server is running",
+				ErrUnreachable, Describe(cfg), Redact(err.Error()))
+		}
+		if policy.Sleep(waitCtx, attempt) != nil || waitCtx.Err() != nil {
 			return nil, fmt.Errorf("%w: %s did not accept connections within %s (%d attempts): %s — check the host, port and that the server is running; raise --wait-for-db if it starts slowly",
 				ErrUnreachable, Describe(cfg), time.Since(start).Round(time.Millisecond), attempt+1, Redact(err.Error()))
 		}

@@ -77,9 +77,12 @@ func Load(fsys fs.FS, dir string) (*Catalog, error) {
 			problems = append(problems, fmt.Errorf("%s: file name must look like 000001_create_users.up.sql (or .down.sql)", name))
 			continue
 		}
-		v, err := strconv.ParseUint(m[1], 10, 64)
+		// 63 bits, not 64: schema_migrations.version is a bigint and the driver works with int
+		// versions (NilVersion is -1), so a larger version would wrap negative — seen as
+		// "database newer than this release" or recorded as a negative version.
+		v, err := strconv.ParseUint(m[1], 10, 63)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("%s: version %q is out of range", name, m[1]))
+			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, m[1]))
 			continue
 		}
 		body, err := fs.ReadFile(fsys, path.Join(dir, name))
@@ -187,9 +190,38 @@ func (c *Catalog) After(v *uint) []*Migration {
 
 // Driver returns golang-migrate's iofs source over the same files.
 func (c *Catalog) Driver() (msource.Driver, error) {
-	d, err := iofs.New(c.fsys, c.dir)
+	// iofs would list the directory itself and parse every name like NNN_name.up.EXT, so a
+	// file Load ignores on purpose (000003_x.up.sql.orig left by a merge tool, NNN_x.down.md)
+	// would become a duplicate version (iofs refuses to start) or a version the catalog never
+	// validated. It gets exactly the files of the catalog.
+	names := map[string]bool{}
+	for _, m := range c.migrations {
+		names[m.Up.Name] = true
+		if m.Down != nil {
+			names[m.Down.Name] = true
+		}
+	}
+	d, err := iofs.New(catalogFS{c.fsys, c.dir, names}, c.dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening migration source: %w", err)
 	}
 	return d, nil
+}
+
+// catalogFS is the catalog's file system with the listing of its directory limited to the
+// catalog's migration files.
+type catalogFS struct {
+	fsys  fs.FS
+	dir   string
+	names map[string]bool
+}
+
+func (f catalogFS) Open(name string) (fs.File, error) { return f.fsys.Open(name) }
+
+func (f catalogFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(f.fsys, name)
+	if err != nil || path.Clean(name) != path.Clean(f.dir) {
+		return entries, err
+	}
+	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return !f.names[e.Name()] }), nil
 }

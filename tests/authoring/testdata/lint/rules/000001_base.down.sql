@@ -1,0 +1,3 @@
+DROP TABLE old_things;
+DROP TABLE projects;
+DROP TABLE accounts;

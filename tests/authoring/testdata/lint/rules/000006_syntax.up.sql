@@ -1,0 +1,4 @@
+-- The trailing comma is a syntax error.
+CREATE TABLE broken (
+    id int,
+);
