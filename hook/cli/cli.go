@@ -132,7 +132,7 @@ DATABASE_URL, and libpq's PG* variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGP
 
 Exit codes: 0 ok, 1 error, 2 usage or invalid migrations, 3 migration failed (database at the
 previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 7 timeout,
-8 schema not current (check).`,
+8 schema not current (check), 9 verify mismatch, 10 lint findings.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
