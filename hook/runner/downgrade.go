@@ -22,15 +22,14 @@ var ErrIrreversible = errors.New("downgrade impossible")
 // the database is not newer it does nothing and returns a Result with no Applied versions.
 // Result.Applied lists the reverted versions.
 func (r *Runner) Downgrade(ctx context.Context) (res Result, err error) {
-	s, err := r.open(ctx, r.o.waitForDB)
-	if err != nil {
-		return res, err
-	}
-	defer func() { err = errors.Join(err, s.close()) }()
-	if err := s.drv.Lock(); err != nil {
-		return res, err
-	}
-	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
+	err = r.locked(ctx, func(s *session) error {
+		res, err = r.downgrade(s)
+		return err
+	})
+	return res, err
+}
+
+func (r *Runner) downgrade(s *session) (res Result, err error) {
 	st, err := s.drv.State(true)
 	if err != nil {
 		return res, err

@@ -89,16 +89,14 @@ type Result struct {
 // (ErrDirty), newer than the catalog (ErrDatabaseNewer) or has drifted (ErrDrift). A failing
 // migration returns a *pgdriver.MigrationError; the migrations before it stay applied.
 func (r *Runner) Update(ctx context.Context) (res Result, err error) {
-	s, err := r.open(ctx, r.o.waitForDB)
-	if err != nil {
-		return res, err
-	}
-	defer func() { err = errors.Join(err, s.close()) }()
-	if err := s.drv.Lock(); err != nil {
-		return res, err
-	}
-	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
+	err = r.locked(ctx, func(s *session) error {
+		res, err = r.update(s)
+		return err
+	})
+	return res, err
+}
 
+func (r *Runner) update(s *session) (res Result, err error) {
 	st, err := s.drv.State(true)
 	if err != nil {
 		return res, err
@@ -146,6 +144,21 @@ func (r *Runner) Update(ctx context.Context) (res Result, err error) {
 	return res, verr
 }
 
+// locked runs fn on a new session holding the migration lock, then unlocks and closes it,
+// joining their errors to fn's.
+func (r *Runner) locked(ctx context.Context, fn func(*session) error) (err error) {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	if err := s.drv.Lock(); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
+	return fn(s)
+}
+
 // migrate runs fn on a golang-migrate instance over the catalog's files and our driver.
 func (r *Runner) migrate(drv *pgdriver.Driver, fn func(*migrate.Migrate) error) error {
 	src, err := r.catalog.Driver()
@@ -183,32 +196,25 @@ func versionPtr(v int) *uint {
 // clears the dirty flag, without running any SQL: the recovery step after a human has
 // finished or undone a partially applied no-transaction migration. History rows above version
 // are deleted and missing ones up to it are recorded from the files.
-func (r *Runner) Force(ctx context.Context, version int) (err error) {
+func (r *Runner) Force(ctx context.Context, version int) error {
 	if version != pgdriver.NilVersion && (version < 0 || r.catalog.Lookup(uint(version)) == nil) {
 		return fmt.Errorf("%w: version %d is not in the migrations (head %d): force to a version that exists, or -1 for none",
 			source.ErrInvalid, version, r.catalog.Head().Version)
 	}
-	s, err := r.open(ctx, r.o.waitForDB)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, s.close()) }()
-	if err := s.drv.Lock(); err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
-	if err := s.drv.EnsureTables(); err != nil {
-		return err
-	}
-	before, err := s.drv.State(false)
-	if err != nil {
-		return err
-	}
-	if err := s.drv.Force(version); err != nil {
-		return err
-	}
-	r.o.log.Info("forced schema version", "from", before.Version, "was_dirty", before.Dirty, "to", version)
-	return nil
+	return r.locked(ctx, func(s *session) error {
+		if err := s.drv.EnsureTables(); err != nil {
+			return err
+		}
+		before, err := s.drv.State(false)
+		if err != nil {
+			return err
+		}
+		if err := s.drv.Force(version); err != nil {
+			return err
+		}
+		r.o.log.Info("forced schema version", "from", before.Version, "was_dirty", before.Dirty, "to", version)
+		return nil
+	})
 }
 
 // session is one connection with its driver.
