@@ -38,9 +38,14 @@ func (p Policy) Delay(attempt int) time.Duration {
 func (p Policy) Sleep(ctx context.Context, attempt int) error {
 	d := p.Delay(attempt)
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < d {
-			d = left
+		left := time.Until(dl)
+		if left <= 0 {
+			// Past the deadline, ctx.Err() is still nil until the context's timer fires, which
+			// on a busy node can take milliseconds; returning it would let the caller retry at
+			// once, again and again — a burst of attempts at every deadline.
+			return context.DeadlineExceeded
 		}
+		d = min(d, left)
 	}
 	if d <= 0 {
 		return ctx.Err()

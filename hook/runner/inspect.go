@@ -176,7 +176,10 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 		if errors.Is(err, dbconn.ErrAuth) || errors.Is(err, dbconn.ErrConfig) {
 			return err // waiting cannot fix credentials or a malformed URL
 		}
-		if deadline.Err() == nil || reason == nil {
+		// An attempt cut short by our own deadline (the dial times out at the same instant,
+		// possibly before the context reports it) says nothing about the schema: keep the
+		// previous reason, which is what the exit code and message must be about.
+		if dl, _ := deadline.Deadline(); reason == nil || (deadline.Err() == nil && time.Until(dl) > 0) {
 			reason = err
 		}
 		if msg := reason.Error(); msg != logged {

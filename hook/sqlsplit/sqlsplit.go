@@ -26,9 +26,12 @@ func Split(script string) []Statement {
 	start := 0
 	emit := func(end int) {
 		raw := script[start:end]
-		trimmed := strings.TrimSpace(raw)
+		// PostgreSQL's whitespace only, as below: Unicode spaces such as U+00A0 are identifier
+		// bytes to PostgreSQL, and trimming them would change the SQL sent and leave Offset and
+		// Line pointing before the statement.
+		trimmed := strings.Trim(raw, sqlSpace)
 		if trimmed != "" && !onlyComments(trimmed) {
-			lead := len(raw) - len(strings.TrimLeft(raw, " \t\r\n\f\v"))
+			lead := len(raw) - len(strings.TrimLeft(raw, sqlSpace))
 			off := start + lead
 			out = append(out, Statement{SQL: trimmed, Offset: off, Line: 1 + strings.Count(script[:off], "\n")})
 		}
@@ -57,6 +60,9 @@ func Split(script string) []Statement {
 	emit(len(script))
 	return out
 }
+
+// sqlSpace is what PostgreSQL's lexer treats as whitespace.
+const sqlSpace = " \t\r\n\f\v"
 
 // onlyComments reports whether s (trimmed, non-empty) holds nothing but comments.
 func onlyComments(s string) bool {
