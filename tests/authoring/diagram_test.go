@@ -16,7 +16,7 @@ func TestDiagramExampleSchema(t *testing.T) {
 	wantCode(t, run(t, env, "update"), exitOK)
 	r := run(t, env, "diagram")
 	wantCode(t, r, exitOK)
-	golden(t, "diagram_example", r.stdout)
+	golden(t, "diagram_example", r.Stdout)
 
 	// docs/schema.md (make diagram) must show the current example schema.
 	doc, err := os.ReadFile("../../docs/schema.md")
@@ -25,8 +25,8 @@ func TestDiagramExampleSchema(t *testing.T) {
 	}
 	_, block, ok := strings.Cut(string(doc), "```mermaid\n")
 	block, _, ok2 := strings.Cut(block, "```")
-	if !ok || !ok2 || block != r.stdout {
-		t.Fatalf("docs/schema.md is out of date: run make diagram\n--- docs/schema.md\n%s\n--- diagram\n%s", block, r.stdout)
+	if !ok || !ok2 || block != r.Stdout {
+		t.Fatalf("docs/schema.md is out of date: run make diagram\n--- docs/schema.md\n%s\n--- diagram\n%s", block, r.Stdout)
 	}
 
 	out := filepath.Join(t.TempDir(), "schema.md")
@@ -35,7 +35,7 @@ func TestDiagramExampleSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != "```mermaid\n"+r.stdout+"```\n" {
+	if string(b) != "```mermaid\n"+r.Stdout+"```\n" {
 		t.Fatalf("--format markdown --output wrote\n%s", b)
 	}
 }
@@ -62,15 +62,15 @@ func TestDiagramCardinality(t *testing.T) {
 	}
 	r := run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + db.URL}, "diagram")
 	wantCode(t, r, exitOK)
-	golden(t, "diagram_cardinality", r.stdout)
+	golden(t, "diagram_cardinality", r.Stdout)
 }
 
 func TestDiagramEmptyDatabase(t *testing.T) {
 	db := pgtest.New(t)
 	r := run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + db.URL}, "diagram")
 	wantCode(t, r, exitOK)
-	if r.stdout != "erDiagram\n" {
-		t.Fatalf("empty database: got %q, want an empty erDiagram", r.stdout)
+	if r.Stdout != "erDiagram\n" {
+		t.Fatalf("empty database: got %q, want an empty erDiagram", r.Stdout)
 	}
 }
 

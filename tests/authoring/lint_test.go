@@ -31,8 +31,8 @@ func lintJSON(t *testing.T, dir string) (lintReport, result) {
 	t.Helper()
 	r := run(t, nil, "lint", "-o", "json", dir)
 	var rep lintReport
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("lint -o json printed no JSON report: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+		t.Fatalf("lint -o json printed no JSON report: %v\n%s", err, r.Stdout)
 	}
 	return rep, r
 }
@@ -82,7 +82,7 @@ func TestLintFlagsEachRule(t *testing.T) {
 
 	text := run(t, nil, "lint", dir)
 	wantCode(t, text, exitLintFindings)
-	golden(t, "lint_rules", text.stdout)
+	golden(t, "lint_rules", text.Stdout)
 }
 
 // Unparseable SQL is reported with PostgreSQL's parser message and the file:line:col it points at.
@@ -117,7 +117,7 @@ func TestLintExampleMigrations(t *testing.T) {
 	// The built-in migrations are the same files.
 	text := run(t, nil, "lint")
 	wantCode(t, text, exitOK)
-	golden(t, "lint_examples", text.stdout)
+	golden(t, "lint_examples", text.Stdout)
 }
 
 func TestLintBadInput(t *testing.T) {
@@ -133,7 +133,7 @@ func TestLintRulesList(t *testing.T) {
 	var rules []struct {
 		Name string `json:"name"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &rules); err != nil {
+	if err := json.Unmarshal([]byte(r.Stdout), &rules); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

@@ -4,46 +4,17 @@
 package authoring
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/schemahook/schemahook/tests/pgtest"
+	"github.com/schemahook/schemahook/tests/clitest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// binary is the schemahook executable under test: $SCHEMAHOOK_BIN, or built once here.
-var binary string
-
-func TestMain(m *testing.M) {
-	binary = os.Getenv("SCHEMAHOOK_BIN")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "schemahook-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binary = filepath.Join(dir, "schemahook")
-		cmd := exec.Command("go", "build", "-o", binary, "./hook/cmd/schemahook")
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building schemahook: %v\n%s", err, out)
-			os.Exit(1)
-		}
-		defer os.RemoveAll(dir)
-	}
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { clitest.Main(m) }
 
 // Exit codes as documented in the README and `schemahook --help`.
 const (
@@ -56,51 +27,18 @@ const (
 	unreachableServer = "postgres://nobody@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=2"
 )
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = clitest.Result
 
 // run runs the schemahook binary with a clean environment plus env.
 func run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(cleanEnv(), "SCHEMAHOOK_LOG_FORMAT=json")
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("running schemahook %v: %v", args, err)
-	}
-	t.Logf("schemahook %s → exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
-	return result{out.String(), errb.String(), code}
-}
-
-// cleanEnv drops settings of the developer's shell that would leak into the binary's config.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "SCHEMAHOOK_") || k == "DATABASE_URL" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return clitest.Run(t, env, args...)
 }
 
 func wantCode(t testing.TB, r result, code int) {
 	t.Helper()
-	if r.code != code {
-		t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.stdout, r.stderr)
+	if r.Code != code {
+		t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.Code, code, r.Stdout, r.Stderr)
 	}
 }
 

@@ -45,7 +45,7 @@ func verify(t *testing.T, dir string, args ...string) result {
 func TestVerifyExampleMigrations(t *testing.T) {
 	r := verify(t, writeDir(t, exampleFiles(t)))
 	wantCode(t, r, exitOK)
-	golden(t, "verify_ok", r.stdout)
+	golden(t, "verify_ok", r.Stdout)
 }
 
 func TestVerifyCatchesDownThatForgetsAnIndex(t *testing.T) {
@@ -58,7 +58,7 @@ func TestVerifyCatchesDownThatForgetsAnIndex(t *testing.T) {
 		"000003_items_note.down.sql": "ALTER TABLE items DROP COLUMN note;",
 	}))
 	wantCode(t, r, exitVerifyFailed)
-	golden(t, "verify_forgotten_index", r.stdout)
+	golden(t, "verify_forgotten_index", r.Stdout)
 }
 
 func TestVerifyCatchesDownOfTheWrongTable(t *testing.T) {
@@ -66,7 +66,7 @@ func TestVerifyCatchesDownOfTheWrongTable(t *testing.T) {
 	files["000004_projects_slug.down.sql"] = "ALTER TABLE accounts DROP COLUMN name;\n"
 	r := verify(t, writeDir(t, files))
 	wantCode(t, r, exitVerifyFailed)
-	golden(t, "verify_wrong_table", r.stdout)
+	golden(t, "verify_wrong_table", r.Stdout)
 }
 
 // An up migration that depends on data its down leaves behind gives a different schema the
@@ -85,7 +85,7 @@ INSERT INTO flags VALUES ('audit-indexed') ON CONFLICT DO NOTHING;`,
 		"000002_audit.down.sql": "DROP TABLE audit;",
 	}))
 	wantCode(t, r, exitVerifyFailed)
-	golden(t, "verify_reapplied", r.stdout)
+	golden(t, "verify_reapplied", r.Stdout)
 }
 
 func TestVerifyStopsAtIrreversibleMigration(t *testing.T) {
@@ -97,7 +97,7 @@ func TestVerifyStopsAtIrreversibleMigration(t *testing.T) {
 		"000003_c.down.sql": "DROP VIEW c;\nDROP SEQUENCE c_seq;",
 	}))
 	wantCode(t, r, exitOK)
-	golden(t, "verify_irreversible", r.stdout)
+	golden(t, "verify_irreversible", r.Stdout)
 }
 
 // Functions, triggers, enums, sequences and views are part of the comparison.
@@ -113,7 +113,7 @@ CREATE TRIGGER notes_touch BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION 
 		"000002_mood.down.sql": "SELECT 1;",
 	}))
 	wantCode(t, r, exitVerifyFailed)
-	golden(t, "verify_functions_types", r.stdout)
+	golden(t, "verify_functions_types", r.Stdout)
 }
 
 func TestVerifyFailingDownIsAMigrationFailure(t *testing.T) {
@@ -122,8 +122,8 @@ func TestVerifyFailingDownIsAMigrationFailure(t *testing.T) {
 		"000001_a.down.sql": "DROP TABLE no_such_table;",
 	}))
 	wantCode(t, r, exitFailed)
-	if !strings.Contains(r.stderr, "000001_a.down.sql") {
-		t.Fatalf("the error must name the failing file: %s", r.stderr)
+	if !strings.Contains(r.Stderr, "000001_a.down.sql") {
+		t.Fatalf("the error must name the failing file: %s", r.Stderr)
 	}
 }
 

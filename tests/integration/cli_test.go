@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
@@ -31,8 +32,8 @@ func TestCheckExitCodes(t *testing.T) {
 
 	expect := func(r result, code int, says string) {
 		t.Helper()
-		if r.code != code || !strings.Contains(r.stderr+r.stdout, says) {
-			t.Fatalf("exit %d, output %q; want exit %d saying %q", r.code, r.stderr+r.stdout, code, says)
+		if r.Code != code || !strings.Contains(r.Stderr+r.Stdout, says) {
+			t.Fatalf("exit %d, output %q; want exit %d saying %q", r.Code, r.Stderr+r.Stdout, code, says)
 		}
 	}
 	expect(cli(t, db.URL, withDir(full), "check"), exitNotCurrent, "database has no schema yet, this release needs 5")
@@ -72,12 +73,12 @@ func TestFailingMigrationExitCode(t *testing.T) {
 	files["000003_broken.up.sql"] = "CREATE TABLE ok_so_far (id int);\nCREATE TABLE broken (id int REFERENCES nowhere (id));\n"
 	files["000003_broken.down.sql"] = "DROP TABLE broken;"
 	r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}, "update")
-	if r.code != exitFailed {
-		t.Fatalf("exit %d, want %d", r.code, exitFailed)
+	if r.Code != exitFailed {
+		t.Fatalf("exit %d, want %d", r.Code, exitFailed)
 	}
 	// Logs are JSON lines when stderr is not a terminal; the failure names file, line, SQLSTATE.
 	var found bool
-	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(r.Stderr), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line is not JSON: %q", line)
@@ -88,7 +89,7 @@ func TestFailingMigrationExitCode(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatalf("no error log line naming the file, line and SQLSTATE in:\n%s", r.stderr)
+		t.Fatalf("no error log line naming the file, line and SQLSTATE in:\n%s", r.Stderr)
 	}
 	c := db.Conn(t)
 	if v, dirty := versionRow(t, c); v != 2 || dirty || tableExists(t, c, "ok_so_far") {
@@ -100,8 +101,8 @@ func TestCheckWaitReturnsOnceUpdated(t *testing.T) {
 	db := pgtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "check", "--wait", "45s")
-	cmd.Env = append(cleanEnv(), "SCHEMAHOOK_DATABASE_URL="+db.URL, "SCHEMAHOOK_LOG_FORMAT=json")
+	cmd := exec.CommandContext(ctx, clitest.Binary(), "check", "--wait", "45s")
+	cmd.Env = append(clitest.Env(), "SCHEMAHOOK_DATABASE_URL="+db.URL)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -114,8 +115,8 @@ func TestCheckWaitReturnsOnceUpdated(t *testing.T) {
 		t.Fatalf("check --wait returned before the schema was updated: %v\n%s", err, stderr.String())
 	case <-time.After(2 * time.Second):
 	}
-	if r := cli(t, db.URL, nil, "update"); r.code != exitOK {
-		t.Fatalf("update: exit %d", r.code)
+	if r := cli(t, db.URL, nil, "update"); r.Code != exitOK {
+		t.Fatalf("update: exit %d", r.Code)
 	}
 	start := time.Now()
 	select {
@@ -135,8 +136,8 @@ func TestCheckWaitReturnsOnceUpdated(t *testing.T) {
 	// slow first connection on a loaded machine: the point is the exit code, not the speed.
 	other := pgtest.New(t)
 	r := cli(t, other.URL, nil, "check", "--wait", "6s")
-	if r.code != exitNotCurrent || !strings.Contains(r.stderr, "still not ready after") {
-		t.Fatalf("check --wait on an empty database: exit %d, %s", r.code, r.stderr)
+	if r.Code != exitNotCurrent || !strings.Contains(r.Stderr, "still not ready after") {
+		t.Fatalf("check --wait on an empty database: exit %d, %s", r.Code, r.Stderr)
 	}
 }
 
@@ -202,18 +203,18 @@ func TestStatusJSON(t *testing.T) {
 	files := exampleFiles(t)
 	full := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}
 
-	s := decodeStatus(t, cli(t, db.URL, full, "status", "-o", "json").stdout)
+	s := decodeStatus(t, cli(t, db.URL, full, "status", "-o", "json").Stdout)
 	if s.State != "empty" || s.Current != nil || s.Head != 5 || len(s.Pending) != 5 || len(s.Applied) != 0 || s.Initialized {
 		t.Fatalf("empty database status = %+v", s)
 	}
-	if r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(files, 3))}, "update"); r.code != 0 {
+	if r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(files, 3))}, "update"); r.Code != 0 {
 		t.Fatal("update failed")
 	}
 	r := cli(t, db.URL, full, "status", "-o", "json")
-	if r.code != 0 {
-		t.Fatalf("status exit %d", r.code)
+	if r.Code != 0 {
+		t.Fatalf("status exit %d", r.Code)
 	}
-	s = decodeStatus(t, r.stdout)
+	s = decodeStatus(t, r.Stdout)
 	var pending []int
 	for _, p := range s.Pending {
 		pending = append(pending, p.Version)
@@ -231,7 +232,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Errorf("pending[0] = %+v", s.Pending[0])
 	}
 	// The table output says the same in words.
-	table := cli(t, db.URL, full, "status").stdout
+	table := cli(t, db.URL, full, "status").Stdout
 	for _, want := range []string{"State:     pending", "Version:   3 (head 5)", "000005_account_settings.up.sql"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status table lacks %q:\n%s", want, table)
@@ -242,9 +243,9 @@ func TestStatusJSON(t *testing.T) {
 func TestPlanChangesNothing(t *testing.T) {
 	db := pgtest.New(t)
 	r := cli(t, db.URL, nil, "plan")
-	if r.code != 0 || !strings.Contains(r.stdout, "CREATE TABLE accounts") || !strings.Contains(r.stdout, "CREATE UNIQUE INDEX CONCURRENTLY") ||
-		!strings.Contains(r.stdout, "SET LOCAL lock_timeout = '200ms'") {
-		t.Fatalf("plan output:\n%s", r.stdout)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "CREATE TABLE accounts") || !strings.Contains(r.Stdout, "CREATE UNIQUE INDEX CONCURRENTLY") ||
+		!strings.Contains(r.Stdout, "SET LOCAL lock_timeout = '200ms'") {
+		t.Fatalf("plan output:\n%s", r.Stdout)
 	}
 	if tableExists(t, db.Conn(t), "schema_migrations") {
 		t.Fatal("plan created the version table")
@@ -275,18 +276,18 @@ func TestPasswordNeverPrinted(t *testing.T) {
 		cli(t, "", []string{"PGHOST=127.0.0.1", "PGPORT=" + u.Port(), "PGUSER=postgres", "PGPASSWORD=wrong-" + password, "PGDATABASE=" + db.Name}, "update"),
 	}
 	for i, r := range runs {
-		if strings.Contains(r.stdout+r.stderr, password) {
-			t.Errorf("run %d leaked the password:\n%s%s", i, r.stdout, r.stderr)
+		if strings.Contains(r.Stdout+r.Stderr, password) {
+			t.Errorf("run %d leaked the password:\n%s%s", i, r.Stdout, r.Stderr)
 		}
 	}
-	if runs[5].code != exitError || !strings.Contains(runs[5].stderr, "28P01") || !strings.Contains(runs[5].stderr, "PGPASSWORD") {
-		t.Errorf("wrong password: exit %d, %s", runs[5].code, runs[5].stderr)
+	if runs[5].Code != exitError || !strings.Contains(runs[5].Stderr, "28P01") || !strings.Contains(runs[5].Stderr, "PGPASSWORD") {
+		t.Errorf("wrong password: exit %d, %s", runs[5].Code, runs[5].Stderr)
 	}
-	if runs[6].code != exitTimeout || !strings.Contains(runs[6].stderr, "did not accept connections within") {
-		t.Errorf("unreachable: exit %d, %s", runs[6].code, runs[6].stderr)
+	if runs[6].Code != exitTimeout || !strings.Contains(runs[6].Stderr, "did not accept connections within") {
+		t.Errorf("unreachable: exit %d, %s", runs[6].Code, runs[6].Stderr)
 	}
-	if runs[7].code != exitUsage {
-		t.Errorf("malformed URL: exit %d, %s", runs[7].code, runs[7].stderr)
+	if runs[7].Code != exitUsage {
+		t.Errorf("malformed URL: exit %d, %s", runs[7].Code, runs[7].Stderr)
 	}
 }
 

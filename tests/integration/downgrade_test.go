@@ -91,25 +91,25 @@ func TestDowngradeRefusesIrreversible(t *testing.T) {
 func TestGuardAndAllowDowngradeCLI(t *testing.T) {
 	db := pgtest.New(t)
 	files := exampleFiles(t)
-	if r := cli(t, db.URL, nil, "update"); r.code != exitOK {
+	if r := cli(t, db.URL, nil, "update"); r.Code != exitOK {
 		t.Fatal("update failed")
 	}
 	old := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(files, 4))}
-	if r := cli(t, db.URL, old, "guard"); r.code != exitNewer || !strings.Contains(r.stderr, "rollback was stopped before changing anything") {
-		t.Fatalf("guard: exit %d", r.code)
+	if r := cli(t, db.URL, old, "guard"); r.Code != exitNewer || !strings.Contains(r.Stderr, "rollback was stopped before changing anything") {
+		t.Fatalf("guard: exit %d", r.Code)
 	}
-	if r := cli(t, db.URL, old, "guard", "--allow-downgrade"); r.code != exitOK {
-		t.Fatalf("guard --allow-downgrade: exit %d", r.code)
+	if r := cli(t, db.URL, old, "guard", "--allow-downgrade"); r.Code != exitOK {
+		t.Fatalf("guard --allow-downgrade: exit %d", r.Code)
 	}
-	if r := cli(t, db.URL, old, "check"); r.code != exitOK {
-		t.Fatalf("check after downgrade: exit %d", r.code)
+	if r := cli(t, db.URL, old, "check"); r.Code != exitOK {
+		t.Fatalf("check after downgrade: exit %d", r.Code)
 	}
-	if r := cli(t, db.URL, nil, "update"); r.code != exitOK {
+	if r := cli(t, db.URL, nil, "update"); r.Code != exitOK {
 		t.Fatal("re-upgrade failed")
 	}
 	older := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(files, 3)), "SCHEMAHOOK_ALLOW_DOWNGRADE=true"}
-	if r := cli(t, db.URL, older, "update"); r.code != exitOK || !strings.Contains(r.stderr, "schema downgraded") {
-		t.Fatalf("update with SCHEMAHOOK_ALLOW_DOWNGRADE: exit %d", r.code)
+	if r := cli(t, db.URL, older, "update"); r.Code != exitOK || !strings.Contains(r.Stderr, "schema downgraded") {
+		t.Fatalf("update with SCHEMAHOOK_ALLOW_DOWNGRADE: exit %d", r.Code)
 	}
 	if v, _ := versionRow(t, db.Conn(t)); v != 3 {
 		t.Fatalf("version %d, want 3", v)

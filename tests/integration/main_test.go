@@ -3,15 +3,11 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,32 +19,11 @@ import (
 	"github.com/schemahook/schemahook/hook/runner"
 	"github.com/schemahook/schemahook/hook/source"
 	"github.com/schemahook/schemahook/migrations"
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
-// binary is the schemahook executable under test: $SCHEMAHOOK_BIN, or built once here.
-var binary string
-
-func TestMain(m *testing.M) {
-	binary = os.Getenv("SCHEMAHOOK_BIN")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "schemahook-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binary = filepath.Join(dir, "schemahook")
-		cmd := exec.Command("go", "build", "-o", binary, "./hook/cmd/schemahook")
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building schemahook: %v\n%s", err, out)
-			os.Exit(1)
-		}
-		defer os.RemoveAll(dir)
-	}
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { clitest.Main(m) }
 
 // exampleFiles returns the embedded example migrations by file name.
 func exampleFiles(t testing.TB) map[string]string {
@@ -82,16 +57,7 @@ func upTo(files map[string]string, v int) map[string]string {
 }
 
 // writeDir writes files into a new temp directory.
-func writeDir(t testing.TB, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func writeDir(t testing.TB, files map[string]string) string { return clitest.WriteDir(t, files) }
 
 func load(t testing.TB, dir string) *source.Catalog {
 	t.Helper()
@@ -131,81 +97,17 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// versionRow reads schema_migrations directly: (version, dirty), or (-1, false) when empty.
-func versionRow(t testing.TB, c *pgx.Conn) (int, bool) {
-	t.Helper()
-	var v int
-	var dirty bool
-	err := c.QueryRow(context.Background(), "SELECT version, dirty FROM schema_migrations").Scan(&v, &dirty)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return -1, false
-	}
-	if err != nil {
-		t.Fatalf("reading schema_migrations: %v", err)
-	}
-	return v, dirty
-}
+func versionRow(t testing.TB, c *pgx.Conn) (int, bool)        { return pgtest.VersionRow(t, c) }
+func tableExists(t testing.TB, c *pgx.Conn, name string) bool { return pgtest.TableExists(t, c, name) }
+func historyVersions(t testing.TB, c *pgx.Conn) []int         { return pgtest.HistoryVersions(t, c) }
 
-func tableExists(t testing.TB, c *pgx.Conn, name string) bool {
-	t.Helper()
-	var ok bool
-	if err := c.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", name).Scan(&ok); err != nil {
-		t.Fatal(err)
-	}
-	return ok
-}
-
-func historyVersions(t testing.TB, c *pgx.Conn) []int {
-	t.Helper()
-	rows, _ := c.Query(context.Background(), "SELECT version FROM schemahook_history ORDER BY version")
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		t.Fatalf("reading history: %v", err)
-	}
-	return vs
-}
-
-// result of one CLI run.
-type result struct {
-	stdout, stderr string
-	code           int
-}
+type result = clitest.Result
 
 // cli runs the schemahook binary with the database URL in the environment (never in args).
 func cli(t testing.TB, dbURL string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(cleanEnv(), "SCHEMAHOOK_LOG_FORMAT=json")
 	if dbURL != "" {
-		cmd.Env = append(cmd.Env, "SCHEMAHOOK_DATABASE_URL="+dbURL)
+		env = append([]string{"SCHEMAHOOK_DATABASE_URL=" + dbURL}, env...)
 	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("running schemahook %v: %v", args, err)
-	}
-	t.Logf("schemahook %s → exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
-	return result{out.String(), errb.String(), code}
-}
-
-// cleanEnv drops settings of the developer's shell that would leak into the binary's config.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "SCHEMAHOOK_") || k == "DATABASE_URL" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return clitest.Run(t, env, args...)
 }

@@ -59,14 +59,18 @@ func Shared() (*Server, error) {
 
 // Main runs the tests of a package and then stops a server this process started. Call it
 // from TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests, stops a server this process started, and returns the exit code — for a
+// TestMain that has its own cleanup to do before exiting.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil && shared.stop != nil {
 		if err := shared.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping the server: %v\n", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Need skips the test (or fails it under CI) when no server can be had, and returns the server.

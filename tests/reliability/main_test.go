@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
@@ -38,30 +38,7 @@ const (
 	exitTimeout = 7
 )
 
-// binary is the schemahook executable under test: $SCHEMAHOOK_BIN, or built once here.
-var binary string
-
-func TestMain(m *testing.M) {
-	binary = os.Getenv("SCHEMAHOOK_BIN")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "schemahook-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binary = filepath.Join(dir, "schemahook")
-		cmd := exec.Command("go", "build", "-o", binary, "./hook/cmd/schemahook")
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building schemahook: %v\n%s", err, out)
-			os.Exit(1)
-		}
-		// pgtest.Main ends the process, so this directory outlives the run; `make test` passes
-		// SCHEMAHOOK_BIN and never gets here.
-	}
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { clitest.Main(m) }
 
 // secrets are the passwords of every server and role the suite created. Every CLI run's output
 // is checked against all of them (not only its own), so a password leaking through any path —
@@ -163,17 +140,7 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 	return c
 }
 
-// writeDir writes files into a new temp directory.
-func writeDir(t testing.TB, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func writeDir(t testing.TB, files map[string]string) string { return clitest.WriteDir(t, files) }
 
 // lockedBuffer is written by the process's output copier and read by the test while the
 // process runs (to poll for a log line).
@@ -235,8 +202,8 @@ func (r result) messages() string {
 // user on the node could read it from /proc — plus env, JSON logs and the given args.
 func start(t testing.TB, dbURL string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(cleanEnv(), "SCHEMAHOOK_LOG_FORMAT=json")
+	cmd := exec.Command(clitest.Binary(), args...)
+	cmd.Env = clitest.Env()
 	if dbURL != "" {
 		cmd.Env = append(cmd.Env, "SCHEMAHOOK_DATABASE_URL="+dbURL)
 	}
@@ -326,63 +293,10 @@ func run(t testing.TB, dbURL string, env []string, args ...string) result {
 	return r
 }
 
-// cleanEnv drops settings of the developer's shell that would leak into the binary's config.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "SCHEMAHOOK_") || k == "DATABASE_URL" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 func migrationsEnv(dir string) []string { return []string{"SCHEMAHOOK_MIGRATIONS=" + dir} }
 
-// versionRow reads schema_migrations: (version, dirty, rows), (-1, false, 0) when the table or
-// the row is missing.
-func versionRow(t testing.TB, c *pgx.Conn) (int, bool) {
-	t.Helper()
-	ctx := context.Background()
-	var exists bool
-	if err := c.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
-		t.Fatal(err)
-	}
-	if !exists {
-		return -1, false
-	}
-	var n int
-	var v int64
-	var dirty bool
-	if err := c.QueryRow(ctx, "SELECT count(*), coalesce(max(version), -1), coalesce(bool_or(dirty), false) FROM schema_migrations").Scan(&n, &v, &dirty); err != nil {
-		t.Fatalf("reading schema_migrations: %v", err)
-	}
-	if n > 1 {
-		t.Fatalf("schema_migrations has %d rows, want at most 1", n)
-	}
-	return int(v), dirty
-}
-
-// historyVersions lists the history table's versions (nil when the table does not exist).
-func historyVersions(t testing.TB, c *pgx.Conn) []int {
-	t.Helper()
-	ctx := context.Background()
-	var exists bool
-	if err := c.QueryRow(ctx, "SELECT to_regclass('schemahook_history') IS NOT NULL").Scan(&exists); err != nil {
-		t.Fatal(err)
-	}
-	if !exists {
-		return nil
-	}
-	rows, _ := c.Query(ctx, "SELECT version::int FROM schemahook_history ORDER BY version")
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		t.Fatalf("reading history: %v", err)
-	}
-	return vs
-}
+func versionRow(t testing.TB, c *pgx.Conn) (int, bool) { return pgtest.VersionRow(t, c) }
+func historyVersions(t testing.TB, c *pgx.Conn) []int  { return pgtest.HistoryVersions(t, c) }
 
 func seq(from, to int) []int {
 	var out []int
