@@ -63,13 +63,19 @@ func TestExampleAppPodsAreGated(t *testing.T) {
 
 			// With a migrations ConfigMap, the gate must see the same migrations as the hook Job,
 			// or it would wait for a head the Job never applies.
+			// The same goes for the rollback guard, which compares the database with that head.
 			jobs := ofKind[*batchv1.Job](objs)
+			if len(jobs) == 0 {
+				t.Fatal("no hook Job rendered; the rollback guard is on by default")
+			}
 			if m, ok := envNamed(gate, "SCHEMAHOOK_MIGRATIONS"); ok {
 				if !mountsConfigMap(pod, gate, m.Value, "app-migrations") {
 					t.Errorf("gate reads migrations from %s but does not mount ConfigMap app-migrations there", m.Value)
 				}
-				if len(jobs) != 1 || !mountsConfigMap(jobs[0].Spec.Template.Spec, jobs[0].Spec.Template.Spec.Containers[0], m.Value, "app-migrations") {
-					t.Errorf("the schema-update Job does not mount the migrations the gate checks against")
+				for _, j := range jobs {
+					if !mountsConfigMap(j.Spec.Template.Spec, j.Spec.Template.Spec.Containers[0], m.Value, "app-migrations") {
+						t.Errorf("Job %s does not mount the migrations the gate checks against", j.Name)
+					}
 				}
 			}
 			for _, j := range jobs {
@@ -115,7 +121,7 @@ func mountsConfigMap(pod corev1.PodSpec, ctr corev1.Container, path, cm string) 
 	return false
 }
 
-// TestMigrationsConfigMapReachesEveryPod: with migrations.configMap set, the Job, the test pod and
+// TestMigrationsConfigMapReachesEveryPod: with migrations.configMap set, the Jobs, the test pod and
 // the gate all read the same mounted migrations; a pod left on the embedded ones would disagree
 // about the head.
 func TestMigrationsConfigMapReachesEveryPod(t *testing.T) {
@@ -123,8 +129,8 @@ func TestMigrationsConfigMapReachesEveryPod(t *testing.T) {
 		"schemahook.database.host=pg.example", "schemahook.migrations.configMap=app-migrations"))
 	objs := objects(t, rel)
 	ps := pods(objs)
-	if len(ps) != 3 {
-		t.Fatalf("%d pods rendered, want Job, test pod and Deployment", len(ps))
+	if len(ps) != 4 {
+		t.Fatalf("%d pods rendered, want the two Jobs, test pod and Deployment", len(ps))
 	}
 	for _, p := range ps {
 		for _, ctr := range containers(p.Spec) {

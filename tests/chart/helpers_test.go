@@ -49,8 +49,16 @@ const (
 
 // The chart's hook contract, spelled as Helm parses it.
 var (
-	schemaUpdateEvents = []release.HookEvent{release.HookPreInstall, release.HookPreUpgrade}
-	hookDeletePolicies = []release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded}
+	schemaUpdateEvents  = []release.HookEvent{release.HookPreInstall, release.HookPreUpgrade}
+	rollbackGuardEvents = []release.HookEvent{release.HookPreRollback}
+	hookDeletePolicies  = []release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded}
+)
+
+// Object names of the release rendered as releaseName with the schemahook chart's defaults.
+const (
+	fullname          = releaseName + "-schemahook"
+	schemaUpdateName  = fullname + "-schema-update"
+	rollbackGuardName = fullname + "-rollback-guard"
 )
 
 // chartCase names a chart and how to load it, so that tests can run over both charts.
@@ -269,6 +277,37 @@ func envNamed(c corev1.Container, name string) (corev1.EnvVar, bool) {
 		}
 	}
 	return corev1.EnvVar{}, false
+}
+
+// containerEnv is the environment a container starts with, as far as the release decides it:
+// the data of ConfigMaps it reads through envFrom (which must be rendered), overridden by its literal
+// env values. Values from a Secret show up as "<secret NAME/KEY>".
+func containerEnv(t *testing.T, objs []object, pod podTemplate, ctr corev1.Container) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, ef := range ctr.EnvFrom {
+		if ef.ConfigMapRef == nil {
+			t.Fatalf("%s/%s: envFrom %+v, want only ConfigMaps", pod.Owner, ctr.Name, ef)
+		}
+		cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+		if !ok {
+			t.Fatalf("%s/%s: envFrom ConfigMap %s, which the chart does not render", pod.Owner, ctr.Name, ef.ConfigMapRef.Name)
+		}
+		for k, v := range cm.Obj.(*corev1.ConfigMap).Data {
+			env[ef.Prefix+k] = v
+		}
+	}
+	for _, e := range ctr.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = "<secret " + e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key + ">"
+		case e.ValueFrom != nil:
+			t.Fatalf("%s/%s: env %s from %+v", pod.Owner, ctr.Name, e.Name, e.ValueFrom)
+		default:
+			env[e.Name] = e.Value
+		}
+	}
+	return env
 }
 
 // copyDir copies a chart directory, leaving out a built charts/ folder.

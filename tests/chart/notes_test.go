@@ -6,7 +6,8 @@ import (
 )
 
 // TestNotesSayWhetherTheSchemaWasUpdated: after `helm install` or `helm upgrade`, the notes tell the
-// reader whether this release updated the schema, and how to do it (or stop doing it) from here.
+// reader whether this release updated the schema, and how to do it (or stop doing it) from here;
+// and what a `helm rollback` to this revision will do to the schema.
 // The notes are prose, so the assertions look for the sentences a reader relies on.
 func TestNotesSayWhetherTheSchemaWasUpdated(t *testing.T) {
 	for _, c := range charts(t) {
@@ -19,10 +20,23 @@ func TestNotesSayWhetherTheSchemaWasUpdated(t *testing.T) {
 			notWant string
 		}{
 			{
-				name:    "off",
-				sets:    []string{p + "database.host=pg.example"},
-				want:    []string{"SCHEMA NOT UPDATED", "--set " + p + "config.updateSchema=true", "helm test " + releaseName},
+				name: "off",
+				sets: []string{p + "database.host=pg.example"},
+				want: []string{"SCHEMA NOT UPDATED", "--set " + p + "config.updateSchema=true", "helm test " + releaseName,
+					"ROLLBACK GUARD", "pre-rollback hook Job " + rollbackGuardName, "stops the rollback", "(" + p + "config.allowDowngrade is false)"},
 				notWant: "SCHEMA UPDATED",
+			},
+			{
+				name:    "guard off",
+				sets:    []string{p + "database.host=pg.example", p + "rollbackGuard.enabled=false"},
+				want:    []string{"SCHEMA NOT UPDATED"},
+				notWant: "ROLLBACK GUARD",
+			},
+			{
+				name:    "allowDowngrade",
+				sets:    []string{p + "database.host=pg.example", p + "config.allowDowngrade=true"},
+				want:    []string{"ROLLBACK GUARD", p + "config.allowDowngrade is true", "reverts the newer", "migrations"},
+				notWant: "stops the rollback",
 			},
 			{
 				name: "on/install",

@@ -39,6 +39,8 @@ func podValueSets(t *testing.T, c chartCase) map[string]map[string]any {
 		"updateSchema+existingSecret+migrations": vals(t,
 			p+"config.updateSchema=true", p+"database.host=pg.example",
 			p+"database.existingSecret=pg-credentials", p+"migrations.configMap=app-migrations"),
+		"guard only+allowDowngrade+inline password": vals(t, p+"database.host=pg.example",
+			p+"config.allowDowngrade=true", p+"database.password=pw"),
 	}
 	for _, vf := range c.ciValues {
 		sets[filepath.Base(vf)] = valuesFile(t, vf)
@@ -46,7 +48,7 @@ func podValueSets(t *testing.T, c chartCase) map[string]map[string]any {
 	return sets
 }
 
-// TestPodsAreRestricted: every pod the charts run (hook Job, test pod, the example app with its
+// TestPodsAreRestricted: every pod the charts run (hook Jobs, test pod, the example app with its
 // gate) is admitted by Pod Security "restricted", and goes beyond it where a schema hook should:
 // read-only root filesystem, no ServiceAccount token, resources set.
 func TestPodsAreRestricted(t *testing.T) {
@@ -108,8 +110,8 @@ func TestPSSCheckDetectsViolations(t *testing.T) {
 			values := vals(t, append([]string{"config.updateSchema=true", "database.host=pg.example"}, sets...)...)
 			rel := mustRender(t, loadSchemahook(t), values)
 			ps := pods(objects(t, rel))
-			if len(ps) != 2 {
-				t.Fatalf("%d pods rendered, want the Job's and the test pod", len(ps))
+			if len(ps) != 3 {
+				t.Fatalf("%d pods rendered, want the two Jobs' and the test pod", len(ps))
 			}
 			for _, p := range ps {
 				if len(evaluateRestricted(t, p)) == 0 {

@@ -1,6 +1,7 @@
 package chart_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,37 +78,43 @@ func TestPasswordOnlyInSecrets(t *testing.T) {
 }
 
 // TestPasswordReachesEveryPod: every container that connects gets PGPASSWORD from a Secret that
-// exists when the container starts: for the hook Job a hook Secret with a lower weight (the
-// release's own objects do not exist yet at pre-install); for everything else a release Secret
+// exists when the container starts: for the hook Jobs a hook Secret with a lower weight and the
+// same events (the release's own objects do not exist yet at pre-install, and at pre-rollback they
+// are still the current revision's); for everything else a release Secret
 // (hook Secrets are deleted once the hooks succeed) or the user's existing Secret.
 func TestPasswordReachesEveryPod(t *testing.T) {
 	for _, c := range charts(t) {
 		p := c.prefix
 		on := []string{p + "config.updateSchema=true", p + "database.host=pg.example"}
-		t.Run(c.name+"/inline", func(t *testing.T) {
-			rel := mustRender(t, c.load(t), vals(t, append(on, p+"database.password=pw")...))
-			objs := objects(t, rel)
-			for _, pod := range pods(objs) {
-				for _, ctr := range containers(pod.Spec) {
-					ref := passwordRef(t, pod, ctr)
-					secret, ok := find(objs, "Secret", ref.Name)
-					if !ok {
-						t.Errorf("%s/%s: PGPASSWORD from Secret %q, which the chart does not render", pod.Owner, ctr.Name, ref.Name)
-						continue
-					}
-					if ref.Key == "" || len(secret.Obj.(*corev1.Secret).Data[ref.Key]) == 0 {
-						t.Errorf("%s/%s: Secret %s has no key %q", pod.Owner, ctr.Name, ref.Name, ref.Key)
-					}
-					isSchemaUpdate := pod.Owner.Kind == "Job"
-					switch {
-					case isSchemaUpdate && (secret.Hook == nil || secret.Hook.Weight >= pod.Owner.Hook.Weight):
-						t.Errorf("%s: reads Secret %s, which is not a hook created before it", pod.Owner, ref.Name)
-					case !isSchemaUpdate && secret.Hook != nil:
-						t.Errorf("%s/%s: reads hook Secret %s, which is deleted once the hooks succeed", pod.Owner, ctr.Name, ref.Name)
+		for name, sets := range map[string][]string{
+			"inline":                   slices.Concat(on, []string{p + "database.password=pw"}),
+			"inline, guard only":       {p + "database.host=pg.example", p + "database.password=pw"},
+			"inline, schema hook only": slices.Concat(on, []string{p + "database.password=pw", p + "rollbackGuard.enabled=false"}),
+		} {
+			t.Run(c.name+"/"+name, func(t *testing.T) {
+				objs := objects(t, mustRender(t, c.load(t), vals(t, sets...)))
+				for _, pod := range pods(objs) {
+					for _, ctr := range containers(pod.Spec) {
+						ref := passwordRef(t, pod, ctr)
+						secret, ok := find(objs, "Secret", ref.Name)
+						if !ok {
+							t.Errorf("%s/%s: PGPASSWORD from Secret %q, which the chart does not render", pod.Owner, ctr.Name, ref.Name)
+							continue
+						}
+						if ref.Key == "" || len(secret.Obj.(*corev1.Secret).Data[ref.Key]) == 0 {
+							t.Errorf("%s/%s: Secret %s has no key %q", pod.Owner, ctr.Name, ref.Name, ref.Key)
+						}
+						isHookJob := pod.Owner.Kind == "Job" && pod.Owner.Hook != nil
+						switch {
+						case isHookJob:
+							checkSupportingHook(t, objs, pod.Owner, "Secret", ref.Name)
+						case secret.Hook != nil:
+							t.Errorf("%s/%s: reads hook Secret %s, which is deleted once the hooks succeed", pod.Owner, ctr.Name, ref.Name)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 		t.Run(c.name+"/existingSecret", func(t *testing.T) {
 			rel := mustRender(t, c.load(t), vals(t, append(on,
 				p+"database.existingSecret=pg-credentials", p+"database.passwordKey=pgpass")...))

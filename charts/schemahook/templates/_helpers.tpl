@@ -42,6 +42,14 @@ replaces the object left by a failed run, and so that leftovers are easy to find
 {{- include "schemahook.componentName" (dict "ctx" . "suffix" "schema-update") }}
 {{- end }}
 
+{{/*
+The constant name of the rollback guard Job, for the same reasons. Its pod reads the schema-update
+ConfigMap and Secret, which carry the pre-rollback event while the guard is on.
+*/}}
+{{- define "schemahook.rollbackGuard.name" -}}
+{{- include "schemahook.componentName" (dict "ctx" . "suffix" "rollback-guard") }}
+{{- end }}
+
 {{/* The release Secret that holds an inline password for the gate and the test pod. */}}
 {{- define "schemahook.database.secretName" -}}
 {{- include "schemahook.componentName" (dict "ctx" . "suffix" "database") }}
@@ -80,6 +88,38 @@ ConfigMap and Secret exist before the Job runs.
 {{- $ann = merge (deepCopy .) $ann }}
 {{- end }}
 {{- $_ := set $ann "helm.sh/hook-weight" (toString .weight) }}
+{{- toYaml $ann }}
+{{- end }}
+
+{{/*
+Whether the hook Jobs' supporting objects (the schema-update ConfigMap and Secret) render: "true"
+when the schema-update Job or the rollback guard does, else empty.
+*/}}
+{{- define "schemahook.hookSupport.enabled" -}}
+{{- if or .Values.config.updateSchema .Values.rollbackGuard.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Hook annotations of the supporting objects, as YAML, at weight -5 (below both Jobs' 0). Their
+events are the schema-update Job's while config.updateSchema is on (pre-install,pre-upgrade, or what
+schemaUpdate.hookAnnotations says), plus pre-rollback while the rollback guard is on: a hook exists
+only during the events it names, and the guard runs at pre-rollback. schemaUpdate.hookAnnotations
+applies only while the schema update is on; with the guard alone, nothing of the schema update runs.
+*/}}
+{{- define "schemahook.hookSupport.annotations" -}}
+{{- $events := list }}
+{{- $ann := dict "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- if .Values.config.updateSchema }}
+{{- $ann = include "schemahook.schemaUpdate.hookAnnotations" (dict "ctx" . "weight" -5) | fromYaml }}
+{{- range splitList "," (get $ann "helm.sh/hook") }}
+{{- $events = append $events (trim .) }}
+{{- end }}
+{{- end }}
+{{- if .Values.rollbackGuard.enabled }}
+{{- $events = append $events "pre-rollback" }}
+{{- end }}
+{{- $_ := set $ann "helm.sh/hook" (without (uniq $events) "" | join ",") }}
+{{- $_ = set $ann "helm.sh/hook-weight" "-5" }}
 {{- toYaml $ann }}
 {{- end }}
 
@@ -148,9 +188,13 @@ SCHEMAHOOK_MIGRATIONS: "/migrations"
 {{- end }}
 {{- end }}
 
-{{/* connectionSettings plus the settings only `schemahook update` reads: the hook ConfigMap's data. */}}
+{{/*
+connectionSettings plus the settings of the hook Jobs: the hook ConfigMap's data. `guard` reads
+SCHEMAHOOK_WAIT_FOR_DB and SCHEMAHOOK_ALLOW_DOWNGRADE and ignores the variables it has no flag for.
+*/}}
 {{- define "schemahook.schemaUpdate.settings" -}}
 {{- include "schemahook.connectionSettings" . }}
+SCHEMAHOOK_ALLOW_DOWNGRADE: {{ .Values.config.allowDowngrade | toString | quote }}
 SCHEMAHOOK_LOCK_TIMEOUT: {{ .Values.schemaUpdate.lockTimeout | quote }}
 SCHEMAHOOK_TIMEOUT: {{ .Values.schemaUpdate.timeout | quote }}
 SCHEMAHOOK_WAIT_FOR_DB: {{ .Values.schemaUpdate.waitForDatabase | quote }}

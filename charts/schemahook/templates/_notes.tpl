@@ -35,6 +35,20 @@ upgrade with the hook on, then turn it off again:
   helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=true
   helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=false
 {{- end }}
+{{- if .Values.rollbackGuard.enabled }}
+{{- $allow := "config.allowDowngrade" }}
+{{- if not .Chart.IsRoot }}{{ $allow = printf "%s.config.allowDowngrade" .Chart.Name }}{{ end }}
+
+ROLLBACK GUARD: a later `helm rollback` to this revision first runs `schemahook guard` (image
+{{ include "schemahook.image" . }}) in the pre-rollback hook Job {{ include "schemahook.rollbackGuard.name" . }}.
+{{- if .Values.config.allowDowngrade }}
+{{ $allow }} is true: if the database is newer than that image, the guard reverts the newer
+migrations with the down SQL stored when they were applied, dropping what they added.
+{{- else }}
+If the database is newer than that image, it stops the rollback before anything changes
+({{ $allow }} is false).
+{{- end }}
+{{- end }}
 {{- if .Values.test.enabled }}
 
 Check the schema at any time (exits non-zero unless it is current):
