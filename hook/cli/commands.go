@@ -23,9 +23,8 @@ import (
 
 func (a *app) updateCommand() *cobra.Command {
 	var (
-		d                pgdriver.Options
-		waitForDB, total time.Duration
-		allowDowngrade   bool
+		mf             migrationFlags
+		allowDowngrade bool
 	)
 	cmd := &cobra.Command{
 		Use:   "update",
@@ -36,24 +35,11 @@ row. When the schema is already current it changes nothing and exits 0 quickly, 
 run on every deploy and every Argo CD sync.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for name, v := range map[string]time.Duration{"wait-for-db": waitForDB, "timeout": total, "lock-wait": d.LockWait, "statement-timeout": d.StatementTimeout} {
-				if err := nonNegative(name, v); err != nil {
-					return err
-				}
-			}
-			if d.LockTimeout <= 0 {
-				return usagef("--lock-timeout %s: must be positive (it bounds how long a migration may block other queries)", d.LockTimeout)
-			}
-			r, err := a.runner(d, waitForDB)
+			r, ctx, cancel, err := mf.runner(cmd.Context(), a)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if total > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, total)
-				defer cancel()
-			}
+			defer cancel()
 			_, err = r.Update(ctx)
 			if errors.Is(err, runner.ErrDatabaseNewer) && allowDowngrade {
 				a.log.Warn("the database is newer than this release and downgrades are allowed: reverting with stored down migrations")
@@ -62,19 +48,51 @@ run on every deploy and every Argo CD sync.`,
 			return err
 		},
 	}
-	f := cmd.Flags()
-	f.BoolVar(&allowDowngrade, "allow-downgrade", false, "when the database is newer than this release, revert it with the down SQL stored in its history instead of refusing")
-	f.DurationVar(&waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
-	f.DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
-	f.DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
-	f.DurationVar(&d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook holding the migration lock")
-	f.DurationVar(&total, "timeout", 5*time.Minute, "deadline for the whole update, retries included (0: none)")
+	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "when the database is newer than this release, revert it with the down SQL stored in its history instead of refusing")
+	mf.register(cmd)
 	return cmd
+}
+
+// migrationFlags are the settings of every command that runs migration SQL (update, guard
+// with --allow-downgrade), so the chart configures both Jobs the same way.
+type migrationFlags struct {
+	d                pgdriver.Options
+	waitForDB, total time.Duration
+}
+
+func (m *migrationFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.DurationVar(&m.waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
+	f.DurationVar(&m.d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
+	f.DurationVar(&m.d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
+	f.DurationVar(&m.d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook holding the migration lock")
+	f.DurationVar(&m.total, "timeout", 5*time.Minute, "deadline for the whole run, retries included (0: none)")
+}
+
+// runner validates the flags and returns a runner and a context bounded by --timeout.
+func (m *migrationFlags) runner(ctx context.Context, a *app) (*runner.Runner, context.Context, context.CancelFunc, error) {
+	for name, v := range map[string]time.Duration{"wait-for-db": m.waitForDB, "timeout": m.total, "lock-wait": m.d.LockWait, "statement-timeout": m.d.StatementTimeout} {
+		if err := nonNegative(name, v); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if m.d.LockTimeout <= 0 {
+		return nil, nil, nil, usagef("--lock-timeout %s: must be positive (it bounds how long a migration may block other queries)", m.d.LockTimeout)
+	}
+	r, err := a.runner(m.d, m.waitForDB)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cancel := context.CancelFunc(func() {})
+	if m.total > 0 {
+		ctx, cancel = context.WithTimeout(ctx, m.total)
+	}
+	return r, ctx, cancel, nil
 }
 
 func (a *app) guardCommand() *cobra.Command {
 	var (
-		waitForDB      time.Duration
+		mf             migrationFlags
 		allowDowngrade bool
 	)
 	cmd := &cobra.Command{
@@ -87,15 +105,16 @@ migrations newer than this release, newest first, with the down SQL stored when 
 it refuses (changing nothing) when one of them is irreversible or has no stored down.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := a.runner(pgdriver.Options{}, waitForDB)
+			r, ctx, cancel, err := mf.runner(cmd.Context(), a)
 			if err != nil {
 				return err
 			}
-			return r.Guard(cmd.Context(), allowDowngrade)
+			defer cancel()
+			return r.Guard(ctx, allowDowngrade)
 		},
 	}
-	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "revert a newer schema with its stored down migrations instead of refusing")
+	mf.register(cmd)
 	return cmd
 }
 
