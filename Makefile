@@ -34,6 +34,7 @@ lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l hook migrations tests)" || { gofmt -l hook migrations tests; exit 1; }
 	go vet ./...
 	cd tests && go vet ./...
+	cd tests/bench && go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	cd tests && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
@@ -42,6 +43,9 @@ image: ## OCI image archive of the hook, built without Docker (bin/schemahook-im
 
 e2e-local: ## end-to-end tests on a local real-node Kubernetes (built and cached on first run), torn down after
 	./tests/e2e/cluster/e2e-local.sh
+
+bench: ## schemahook vs golang-migrate, goose and psql on a throwaway local PostgreSQL; rewrites docs/benchmarks.md
+	cd tests/bench && go run .
 
 diagram: build ## regenerate docs/schema.md (Mermaid ER diagram of the example schema) on a throwaway PostgreSQL
 	./scripts/diagram.sh $(BIN)

@@ -240,23 +240,22 @@ func (d *Driver) failure(p *step, sql string, off, completed int, err error, dir
 	case errors.As(err, &pgErr) && pgErr.Position > 0:
 		e.Line, e.Column = position(p.file.SQL, off, sql, int(pgErr.Position))
 	case pgErr != nil && completed < len(stmts):
-		e.Line = 1 + strings.Count(p.file.SQL[:off+stmts[completed].Offset], "\n")
+		e.Line = 1 + strings.Count(p.file.SQL[:max(off+stmts[completed].Offset, 0)], "\n")
 	}
 	return e
 }
 
 // position converts a 1-based character position within stmt (which starts at byte off of
-// file) into a 1-based line and column of file.
+// file, negative when stmt has a prefix) into a 1-based line and column of file.
 func position(file string, off int, stmt string, pos int) (int, int) {
 	b := 0
 	for i := 1; i < pos && b < len(stmt); i++ {
 		_, n := utf8.DecodeRuneInString(stmt[b:])
 		b += n
 	}
-	abs := off + b
-	if abs > len(file) {
-		abs = len(file)
-	}
+	// off is negative when stmt starts with text that is not in the file (the transaction
+	// prelude): a position inside that text maps to the file's start.
+	abs := min(max(off+b, 0), len(file))
 	before := file[:abs]
 	line := 1 + strings.Count(before, "\n")
 	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
