@@ -37,6 +37,10 @@ func Config(connString string) (*pgx.ConnConfig, error) {
 		// pgconn already redacts passwords in its parse errors; Redact is belt and braces.
 		return nil, fmt.Errorf("%w: %s", ErrConfig, Redact(err.Error()))
 	}
+	// Every query schemahook sends once per run (lock, version, history) would cost two round
+	// trips in pgx's default mode, which prepares and caches a statement first; Exec mode sends
+	// Parse/Bind/Execute together. It matters on the path that runs on every deploy and sync.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		// Shows up in pg_stat_activity, so a DBA (and our lock-wait message) can tell who holds locks.
 		cfg.RuntimeParams["application_name"] = "schemahook"

@@ -124,8 +124,15 @@ func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Opti
 		versionTable: pgx.Identifier{opts.MigrationsTable}.Sanitize(),
 		historyTable: pgx.Identifier{opts.HistoryTable}.Sanitize(),
 	}
-	var dbName, schema string
-	if err := conn.QueryRow(ctx, "SELECT current_database(), coalesce(current_schema(), '')").Scan(&dbName, &schema); err != nil {
+	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
+	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early. The
+	// setting rides on the first query: every round trip counts on the no-op path.
+	q := "SELECT current_database(), coalesce(current_schema(), ''), ''"
+	if major(conn.PgConn().ParameterStatus("server_version")) >= 14 {
+		q = "SELECT current_database(), coalesce(current_schema(), ''), set_config('client_connection_check_interval', '1s', false)"
+	}
+	var dbName, schema, ignored string
+	if err := conn.QueryRow(ctx, q).Scan(&dbName, &schema, &ignored); err != nil {
 		return nil, fmt.Errorf("reading the current database: %w", err)
 	}
 	if schema == "" {
@@ -137,13 +144,6 @@ func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Opti
 	}
 	if d.lockKey, err = strconv.ParseInt(key, 10, 64); err != nil {
 		return nil, fmt.Errorf("computing the migration lock key: %w", err)
-	}
-	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
-	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early.
-	if major(conn.PgConn().ParameterStatus("server_version")) >= 14 {
-		if _, err := conn.Exec(ctx, "SET client_connection_check_interval = '1s'"); err != nil {
-			return nil, fmt.Errorf("configuring the session: %w", err)
-		}
 	}
 	return d, nil
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	msource "github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
@@ -194,34 +195,76 @@ func (c *Catalog) Driver() (msource.Driver, error) {
 	// file Load ignores on purpose (000003_x.up.sql.orig left by a merge tool, NNN_x.down.md)
 	// would become a duplicate version (iofs refuses to start) or a version the catalog never
 	// validated. It gets exactly the files of the catalog.
-	names := map[string]bool{}
-	for _, m := range c.migrations {
-		names[m.Up.Name] = true
-		if m.Down != nil {
-			names[m.Down.Name] = true
-		}
-	}
-	d, err := iofs.New(catalogFS{c.fsys, c.dir, names}, c.dir)
+	d, err := iofs.New(catalogFS{c}, c.dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening migration source: %w", err)
 	}
 	return d, nil
 }
 
-// catalogFS is the catalog's file system with the listing of its directory limited to the
-// catalog's migration files.
-type catalogFS struct {
-	fsys  fs.FS
-	dir   string
-	names map[string]bool
-}
+// catalogFS serves golang-migrate the catalog itself: its directory lists only the catalog's
+// migration files, and opening one returns the bytes Load read and checksummed, so what runs
+// is exactly what was validated even if the directory changes meanwhile, and no file is read
+// twice. Anything else is passed through to the underlying file system.
+type catalogFS struct{ c *Catalog }
 
-func (f catalogFS) Open(name string) (fs.File, error) { return f.fsys.Open(name) }
+func (f catalogFS) Open(name string) (fs.File, error) {
+	if path.Dir(name) == path.Clean(f.c.dir) {
+		if body, ok := f.c.file(path.Base(name)); ok {
+			return &memFile{Reader: strings.NewReader(body), info: memInfo{name: path.Base(name), size: int64(len(body))}}, nil
+		}
+	}
+	return f.c.fsys.Open(name)
+}
 
 func (f catalogFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	entries, err := fs.ReadDir(f.fsys, name)
-	if err != nil || path.Clean(name) != path.Clean(f.dir) {
+	entries, err := fs.ReadDir(f.c.fsys, name)
+	if err != nil || path.Clean(name) != path.Clean(f.c.dir) {
 		return entries, err
 	}
-	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return !f.names[e.Name()] }), nil
+	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
+		_, ok := f.c.file(e.Name())
+		return !ok
+	}), nil
 }
+
+// file returns the content of one of the catalog's migration files by name.
+func (c *Catalog) file(name string) (string, bool) {
+	m := fileRE.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	v, err := strconv.ParseUint(m[1], 10, 63)
+	if err != nil {
+		return "", false
+	}
+	mig := c.Lookup(uint(v))
+	switch {
+	case mig == nil:
+	case mig.Up.Name == name:
+		return mig.Up.SQL, true
+	case mig.Down != nil && mig.Down.Name == name:
+		return mig.Down.SQL, true
+	}
+	return "", false
+}
+
+type memFile struct {
+	*strings.Reader
+	info memInfo
+}
+
+func (f *memFile) Stat() (fs.FileInfo, error) { return f.info, nil }
+func (f *memFile) Close() error               { return nil }
+
+type memInfo struct {
+	name string
+	size int64
+}
+
+func (i memInfo) Name() string       { return i.name }
+func (i memInfo) Size() int64        { return i.size }
+func (i memInfo) Mode() fs.FileMode  { return 0o444 }
+func (i memInfo) ModTime() time.Time { return time.Time{} }
+func (i memInfo) IsDir() bool        { return false }
+func (i memInfo) Sys() any           { return nil }
