@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	msource "github.com/golang-migrate/migrate/v4/source"
@@ -66,9 +67,13 @@ func Load(fsys fs.FS, dir string) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading migrations directory %q: %w", ErrInvalid, dir, err)
 	}
+	bodies, err := readAll(fsys, dir, entries)
+	if err != nil {
+		return nil, err
+	}
 	byVersion := map[uint]*Migration{}
 	var problems []error
-	for _, e := range entries {
+	for i, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
 			continue
 		}
@@ -86,10 +91,7 @@ func Load(fsys fs.FS, dir string) (*Catalog, error) {
 			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, m[1]))
 			continue
 		}
-		body, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalid, name, err)
-		}
+		body := bodies[i]
 		dirs, err := ParseDirectives(string(body))
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: %w", name, err))
@@ -146,6 +148,36 @@ func Load(fsys fs.FS, dir string) (*Catalog, error) {
 	}
 	slices.SortFunc(c.migrations, func(a, b *Migration) int { return cmpUint(a.Version, b.Version) })
 	return c, nil
+}
+
+// readAll reads the *.sql entries concurrently (nil for others). Load runs on every update,
+// including the no-op on every deploy and sync, and with hundreds of files its time is almost
+// all open/read/close system calls, which overlap well.
+func readAll(fsys fs.FS, dir string, entries []fs.DirEntry) ([][]byte, error) {
+	bodies := make([][]byte, len(entries))
+	errs := make([]error, len(entries))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(8, len(entries)) {
+		wg.Go(func() {
+			for i := range next {
+				bodies[i], errs[i] = fs.ReadFile(fsys, path.Join(dir, entries[i].Name()))
+			}
+		})
+	}
+	for i, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".sql") {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalid, entries[i].Name(), err)
+		}
+	}
+	return bodies, nil
 }
 
 func describe(dir string) string {
