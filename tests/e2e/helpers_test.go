@@ -293,7 +293,7 @@ func (s *suite) values(migrationsConfigMap string, sets ...string) map[string]an
 		"schemahook.database.port=" + s.env.pgPort,
 		"schemahook.database.name=" + s.dbName,
 		"schemahook.database.user=" + s.env.pgUser,
-		"schemahook.database.sslMode=require",
+		"schemahook.database.sslMode=" + s.env.pgSSLMode,
 		"schemahook.database.existingSecret=" + dbSecret,
 		"schemahook.migrations.configMap=" + migrationsConfigMap,
 		// Deadlines nested inside helmTimeout: wait for the database, then the update, inside the

@@ -41,6 +41,7 @@ type settings struct {
 	pgUser     string // the application's role: owns each test database
 	pgPassword string
 	adminURL   string // superuser URL for the test process (setup and assertions)
+	pgSSLMode  string // the chart's database.sslMode: require (the local harness serves TLS) unless set
 }
 
 // env reads the settings, skipping the test when the cluster is not configured; under CI
@@ -54,6 +55,10 @@ func env(t *testing.T) settings {
 		pgPort:     os.Getenv("SCHEMAHOOK_E2E_PG_PORT"),
 		pgUser:     os.Getenv("SCHEMAHOOK_E2E_PG_USER"),
 		adminURL:   os.Getenv("SCHEMAHOOK_E2E_PG_ADMIN_URL"),
+		pgSSLMode:  os.Getenv("SCHEMAHOOK_E2E_PG_SSLMODE"),
+	}
+	if s.pgSSLMode == "" {
+		s.pgSSLMode = "require"
 	}
 	required := map[string]string{
 		"KUBECONFIG":                      s.kubeconfig,
