@@ -66,14 +66,21 @@ func (r *Runner) drifts(st pgdriver.State) []Drift {
 	return out
 }
 
-// validate returns why Update must refuse to touch the database, or nil.
-func (r *Runner) validate(st pgdriver.State) error {
-	head := r.catalog.Head().Version
-	switch {
+// refusal returns the states no release may migrate from or run on: dirty, or newer than it.
+func (r *Runner) refusal(st pgdriver.State) error {
+	switch head := r.catalog.Head().Version; {
 	case st.Dirty:
 		return dirtyError(st.Version, r.catalog)
 	case st.Version > int(head):
 		return newerError(st.Version, head)
+	}
+	return nil
+}
+
+// validate returns why Update must refuse to touch the database, or nil.
+func (r *Runner) validate(st pgdriver.State) error {
+	if err := r.refusal(st); err != nil {
+		return err
 	}
 	if ds := r.drifts(st); len(ds) > 0 {
 		lines := make([]string, len(ds))
@@ -128,13 +135,11 @@ func (r *Runner) Check(ctx context.Context) (err error) {
 }
 
 func (r *Runner) current(st pgdriver.State) error {
+	if err := r.refusal(st); err != nil {
+		return err
+	}
 	head := r.catalog.Head().Version
-	switch {
-	case st.Dirty:
-		return dirtyError(st.Version, r.catalog)
-	case st.Version > int(head):
-		return newerError(st.Version, head)
-	case st.Version == int(head):
+	if st.Version == int(head) {
 		return nil
 	}
 	pending := r.catalog.After(versionPtr(st.Version))
