@@ -24,6 +24,7 @@ import (
 func (a *app) updateCommand() *cobra.Command {
 	var (
 		mf             migrationFlags
+		sf             stopFlags
 		allowDowngrade bool
 	)
 	cmd := &cobra.Command{
@@ -40,7 +41,7 @@ run on every deploy and every Argo CD sync.`,
 				return err
 			}
 			defer cancel()
-			_, err = r.Update(ctx)
+			_, err = sf.update(ctx, a, r)
 			if errors.Is(err, runner.ErrDatabaseNewer) && allowDowngrade {
 				a.log.Warn("the database is newer than this release and downgrades are allowed: reverting with stored down migrations")
 				_, err = r.Downgrade(ctx)
@@ -50,6 +51,7 @@ run on every deploy and every Argo CD sync.`,
 	}
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "when the database is newer than this release, revert it with the down SQL stored in its history instead of refusing")
 	mf.register(cmd)
+	sf.register(cmd)
 	return cmd
 }
 

@@ -124,12 +124,12 @@ applies only while the schema update is on; with the guard alone, nothing of the
 {{- end }}
 
 {{/*
-Whether the schema-update Job needs its own ServiceAccount and RBAC. Nothing the chart does yet
-talks to the Kubernetes API, so the pod runs without a token. Features that need the API (stopping
-workloads during an update) make this non-empty; the ServiceAccount and RBAC templates render only
-then, at weight -10.
+Whether the schema-update Job needs its own ServiceAccount and RBAC: "true" when it talks to the
+Kubernetes API (schemaUpdate.stopWorkloads), else empty and the pod runs without a token. The
+ServiceAccount and RBAC templates render only then, at weight -10.
 */}}
 {{- define "schemahook.schemaUpdate.needsRBAC" -}}
+{{- if and .Values.config.updateSchema .Values.schemaUpdate.stopWorkloads.enabled }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -143,6 +143,11 @@ something includes it, so `helm install`, `helm template` and Argo CD all fail t
 {{- end }}
 {{- if and .Values.config.updateSchema (not $db.host) }}
 {{- fail "database.host is required when config.updateSchema is true: set it to the PostgreSQL server's host name (for example --set database.host=postgres.db.svc)" }}
+{{- end }}
+{{- with .Values.schemaUpdate.stopWorkloads }}
+{{- if and .enabled (not (trim .selector)) }}
+{{- fail "schemaUpdate.stopWorkloads.selector is required when schemaUpdate.stopWorkloads.enabled is true: set it to the label selector of the workloads to stop (for example --set schemaUpdate.stopWorkloads.selector=app.kubernetes.io/name=my-app)" }}
+{{- end }}
 {{- end }}
 {{- if not (or .Values.image.digest .Values.image.tag .Chart.AppVersion) }}
 {{- fail "image.tag is empty and the chart has no appVersion to default to: set image.tag or image.digest" }}
@@ -199,6 +204,10 @@ SCHEMAHOOK_LOCK_TIMEOUT: {{ .Values.schemaUpdate.lockTimeout | quote }}
 SCHEMAHOOK_TIMEOUT: {{ .Values.schemaUpdate.timeout | quote }}
 SCHEMAHOOK_WAIT_FOR_DB: {{ .Values.schemaUpdate.waitForDatabase | quote }}
 SCHEMAHOOK_STATEMENT_TIMEOUT: {{ .Values.schemaUpdate.statementTimeout | quote }}
+{{- if include "schemahook.schemaUpdate.needsRBAC" . }}
+SCHEMAHOOK_STOP_WORKLOADS: {{ .Values.schemaUpdate.stopWorkloads.selector | quote }}
+SCHEMAHOOK_STOP_TIMEOUT: {{ .Values.schemaUpdate.stopWorkloads.timeout | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

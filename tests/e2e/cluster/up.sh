@@ -13,7 +13,9 @@
 # ServiceAccount exists.
 #
 # Listeners: everything on 127.0.0.1 except the kubelet (198.18.0.1:10250, authenticated), which
-# the apiserver must reach by the node's InternalIP for `kubectl logs/exec`.
+# the apiserver must reach by the node's InternalIP for `kubectl logs/exec`, and the apiserver
+# (198.18.0.1:6443), which pods reach through the "kubernetes" Service (a DNAT rule stands in for
+# kube-proxy, see below).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -104,7 +106,7 @@ kind: Config
 clusters:
 - name: schemahook-e2e
   cluster:
-    server: https://127.0.0.1:6443
+    server: https://$GATEWAY_IP:6443
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
 - name: $1
@@ -147,12 +149,13 @@ plugins:
     defaults: {enforce: baseline, enforce-version: latest, warn: restricted, warn-version: latest}
     exemptions: {namespaces: [kube-system]}
 EOF
-# --advertise-address is the bridge address (the "kubernetes" Endpoints must not be loopback);
-# the server itself only binds 127.0.0.1. --kubelet-preferred-address-types=InternalIP: the node
-# name does not resolve, its InternalIP ($GATEWAY_IP) is where the kubelet listens.
+# --advertise-address is the bridge address (the "kubernetes" Endpoints must not be loopback), and
+# the server binds only that address: reachable from the host and from pods, not from outside.
+# --kubelet-preferred-address-types=InternalIP: the node name does not resolve, its InternalIP
+# ($GATEWAY_IP) is where the kubelet listens.
 start_bg kube-apiserver "$LOGS/kube-apiserver.log" "$K8S_BIN/kube-apiserver" \
   --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address="$GATEWAY_IP" \
+  --bind-address="$GATEWAY_IP" --secure-port=6443 --advertise-address="$GATEWAY_IP" \
   --cert-dir="$STATE/apiserver-certs" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
@@ -168,8 +171,16 @@ start_bg kube-apiserver "$LOGS/kube-apiserver.log" "$K8S_BIN/kube-apiserver" \
   --kubelet-preferred-address-types=InternalIP \
   --allow-privileged=true --profiling=false
 ADMIN_CURL=(curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
-waitfor --proc kube-apiserver "kube-apiserver /readyz" 90 "${ADMIN_CURL[@]}" https://127.0.0.1:6443/readyz
+waitfor --proc kube-apiserver "kube-apiserver /readyz" 90 "${ADMIN_CURL[@]}" "https://$GATEWAY_IP:6443/readyz"
 log "kube-apiserver ready"
+
+# In-cluster API access without kube-proxy: pods get KUBERNETES_SERVICE_HOST=$SERVICE_IP:443 (the
+# "kubernetes" Service); one DNAT rule sends what they send there to the apiserver. The chain's
+# KUBE- prefix puts it under down.sh's cleanup of KUBE-* chains and the leak report.
+iptables -w 5 -t nat -N KUBE-SHK-APISERVER 2>/dev/null || iptables -w 5 -t nat -F KUBE-SHK-APISERVER
+iptables -w 5 -t nat -A KUBE-SHK-APISERVER -d "$SERVICE_IP/32" -p tcp --dport 443 -j DNAT --to-destination "$GATEWAY_IP:6443"
+iptables -w 5 -t nat -C PREROUTING -i "$BRIDGE" -j KUBE-SHK-APISERVER 2>/dev/null ||
+  iptables -w 5 -t nat -A PREROUTING -i "$BRIDGE" -j KUBE-SHK-APISERVER
 
 # kube-controller-manager + kube-scheduler ----------------------------------------------------
 # Without the controller-manager no pod can be created at all (the ServiceAccount admission

@@ -1,0 +1,27 @@
+package runner
+
+import (
+	"context"
+	"errors"
+)
+
+// Pending returns how many migrations Update would apply now: 0 when the schema is current.
+// It reads without locking (waiting for the database like Update), so callers can decide
+// whether to prepare for a migration (stop the database's writers) before taking the lock. When
+// Update would refuse (dirty, drift, database newer than this release) it returns 0 and that
+// refusal's error, the same Update returns.
+func (r *Runner) Pending(ctx context.Context) (n int, err error) {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	st, err := s.drv.State(true)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.validate(st); err != nil {
+		return 0, err
+	}
+	return len(r.catalog.After(versionPtr(st.Version))), nil
+}
