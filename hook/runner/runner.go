@@ -126,7 +126,7 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
 		"from", st.Version, "to", head, "pending", len(pending))
 	start := time.Now()
-	err = r.migrate(s.drv, func(m *migrate.Migrate) error { return m.Up() })
+	err = s.drv.Migrate(func(m *migrate.Migrate) error { return m.Up() })
 	after, _, verr := s.drv.Version()
 	if verr == nil {
 		res.To = after
@@ -157,26 +157,6 @@ func (r *Runner) locked(ctx context.Context, fn func(*session) error) (err error
 	}
 	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
 	return fn(s)
-}
-
-// migrate runs fn on a golang-migrate instance over the catalog's files and our driver.
-func (r *Runner) migrate(drv *pgdriver.Driver, fn func(*migrate.Migrate) error) error {
-	src, err := r.catalog.Driver()
-	if err != nil {
-		return err
-	}
-	m, err := migrate.NewWithInstance("iofs", src, "schemahook", drv)
-	if err != nil {
-		return fmt.Errorf("setting up migrations: %w", err)
-	}
-	// Our driver polls for the lock under its own deadline and is reentrant (we already hold
-	// it); golang-migrate's own lock timer must not fire first.
-	m.LockTimeout = 24 * time.Hour
-	err = fn(m)
-	if errors.Is(err, migrate.ErrNoChange) {
-		err = nil
-	}
-	return errors.Join(err, src.Close())
 }
 
 // appliedCount is the number of catalog migrations at or below version.

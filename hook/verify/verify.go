@@ -185,25 +185,10 @@ func (v *Verifier) run(ctx context.Context, conn *pgx.Conn) (rep Report, err err
 	if err := drv.EnsureTables(); err != nil {
 		return rep, err
 	}
-	src, err := v.catalog.Driver()
-	if err != nil {
-		return rep, err
-	}
-	m, err := migrate.NewWithInstance("iofs", src, "schemahook", drv)
-	if err != nil {
-		return rep, errors.Join(fmt.Errorf("setting up migrations: %w", err), src.Close())
-	}
-	// Our driver polls for the lock under its own deadline; golang-migrate's timer must not fire first.
-	m.LockTimeout = 24 * time.Hour
-	defer func() {
-		srcErr, _ := m.Close() // the driver's Close is a no-op: the connection is ours
-		err = errors.Join(err, srcErr)
-	}()
-
 	exclude := v.ownTables()
 	snap := func() (Snapshot, error) { return TakeSnapshot(ctx, conn, exclude...) }
 	step := func(n int) error {
-		if err := m.Steps(n); err != nil {
+		if err := drv.Migrate(func(m *migrate.Migrate) error { return m.Steps(n) }); err != nil {
 			return fmt.Errorf("on the scratch database: %w", err)
 		}
 		return nil

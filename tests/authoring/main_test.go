@@ -80,15 +80,6 @@ func exampleFiles(t testing.TB) map[string]string {
 }
 
 // writeDir writes files into a new temp directory.
-func writeDir(t testing.TB, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func writeDir(t testing.TB, files map[string]string) string { return clitest.WriteDir(t, files) }
 
 func migrationsEnv(dir string) string { return "SCHEMAHOOK_MIGRATIONS=" + dir }
