@@ -22,6 +22,7 @@ import (
 	pgparser "github.com/wasilibs/go-pgquery/parser"
 
 	"github.com/schemahook/schemahook/hook/source"
+	"github.com/schemahook/schemahook/hook/sqlsplit"
 )
 
 // ErrFindings is returned (by the CLI) when a lint run reports findings.
@@ -272,7 +273,7 @@ func (l *Linter) file(rep *Report, name, sql string, up bool) {
 	}
 	for _, raw := range tree.Stmts {
 		loc := raw.StmtLocation
-		start := skipBlanks(sql, loc)
+		start := sqlsplit.SkipBlanks(sql, loc)
 		line, col := position(sql, start)
 		ignores := map[string]string{}
 		for _, l := range strings.Split(sql[loc:start], "\n") {
@@ -427,43 +428,6 @@ func optConstraint(n string) string {
 		return ""
 	}
 	return "CONSTRAINT " + n + " "
-}
-
-// skipBlanks returns the byte offset of the first token at or after off: whitespace, "--" and
-// (nested) "/* */" comments are skipped, as PostgreSQL's lexer does.
-func skipBlanks(s string, off int) int {
-	i := off
-	for i < len(s) {
-		switch {
-		case s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v':
-			i++
-		case strings.HasPrefix(s[i:], "--"):
-			j := strings.IndexByte(s[i:], '\n')
-			if j < 0 {
-				return len(s)
-			}
-			i += j + 1
-		case strings.HasPrefix(s[i:], "/*"):
-			depth := 0
-			for i < len(s) {
-				if strings.HasPrefix(s[i:], "/*") {
-					depth++
-					i += 2
-				} else if strings.HasPrefix(s[i:], "*/") {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
-		default:
-			return i
-		}
-	}
-	return i
 }
 
 // charOffset converts a 0-based character index (PostgreSQL reports positions in characters)

@@ -156,10 +156,3 @@ func TestDirEmpty(t *testing.T) {
 		t.Fatal("an empty directory must be an error, not a clean report")
 	}
 }
-
-func TestSkipBlanks(t *testing.T) {
-	s := "  -- c\n /* a /* nested */ b */\n\tSELECT 1"
-	if got := skipBlanks(s, 0); s[got:] != "SELECT 1" {
-		t.Fatalf("skipBlanks stopped at %q", s[got:])
-	}
-}

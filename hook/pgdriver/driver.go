@@ -543,7 +543,7 @@ func sqlState(err error) string {
 }
 
 func concurrently(stmt string) bool {
-	fields := strings.Fields(strings.ToUpper(stripLeadingComments(stmt)))
+	fields := strings.Fields(strings.ToUpper(stmt[sqlsplit.SkipBlanks(stmt, 0):]))
 	for i, f := range fields {
 		if i > 6 {
 			break
@@ -553,25 +553,4 @@ func concurrently(stmt string) bool {
 		}
 	}
 	return false
-}
-
-func stripLeadingComments(s string) string {
-	for {
-		s = strings.TrimSpace(s)
-		switch {
-		case strings.HasPrefix(s, "--"):
-			if i := strings.IndexByte(s, '\n'); i >= 0 {
-				s = s[i+1:]
-				continue
-			}
-			return ""
-		case strings.HasPrefix(s, "/*"):
-			if i := strings.Index(s, "*/"); i >= 0 {
-				s = s[i+2:]
-				continue
-			}
-			return ""
-		}
-		return s
-	}
 }

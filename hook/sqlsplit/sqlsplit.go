@@ -65,20 +65,25 @@ func Split(script string) []Statement {
 const sqlSpace = " \t\r\n\f\v"
 
 // onlyComments reports whether s (trimmed, non-empty) holds nothing but comments.
-func onlyComments(s string) bool {
-	for i := 0; i < len(s); {
+func onlyComments(s string) bool { return SkipBlanks(s, 0) == len(s) }
+
+// SkipBlanks returns the byte offset of the first token at or after off: whitespace, "--" line
+// comments and (nested) block comments are skipped, as PostgreSQL's lexer does. It returns
+// len(s) when nothing but blanks follow.
+func SkipBlanks(s string, off int) int {
+	for i := off; i < len(s); {
 		switch {
-		case s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v':
+		case strings.IndexByte(sqlSpace, s[i]) >= 0:
 			i++
 		case strings.HasPrefix(s[i:], "--"):
 			i = skipLine(s, i)
 		case strings.HasPrefix(s[i:], "/*"):
 			i = skipBlock(s, i)
 		default:
-			return false
+			return i
 		}
 	}
-	return true
+	return len(s)
 }
 
 func isIdent(c byte) bool {

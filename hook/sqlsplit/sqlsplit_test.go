@@ -74,3 +74,13 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+func TestSkipBlanks(t *testing.T) {
+	s := "  -- c\n /* a /* nested */ b */\n\tSELECT 1"
+	if got := SkipBlanks(s, 0); s[got:] != "SELECT 1" {
+		t.Fatalf("SkipBlanks stopped at %q", s[got:])
+	}
+	if got := SkipBlanks("-- only\n/* comments */ ", 0); got != len("-- only\n/* comments */ ") {
+		t.Fatalf("SkipBlanks over blanks only = %d", got)
+	}
+}
