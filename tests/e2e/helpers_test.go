@@ -482,6 +482,21 @@ func (s *suite) history() []int {
 
 // rowVersions identifies the physical version of every row of schema_migrations and
 // schemahook_history (xmin, the transaction that wrote it): equal before and after a step
+// assertFailedUpgradeChangedNothing checks what a failed migration must leave behind after the
+// upgrade to revision 2 with the failing 000005 file: the release failed, the database still at
+// 4 with only its tables, and the version and history rows exactly as they were (rows, from
+// rowVersions before the upgrade).
+func (s *suite) assertFailedUpgradeChangedNothing(rows []string) {
+	s.t.Helper()
+	if rel := s.lastRelease(); rel.Version != 2 || rel.Info.Status != release.StatusFailed {
+		s.t.Errorf("release revision %d is %s, want revision 2 failed", rel.Version, rel.Info.Status)
+	}
+	s.assertSchema(4, tablesV4, []string{"audit_log"})
+	if after := s.rowVersions(); !slices.Equal(rows, after) {
+		s.t.Errorf("the failed upgrade wrote to the version tables:\nbefore %v\nafter  %v", rows, after)
+	}
+}
+
 // means the step wrote nothing there.
 func (s *suite) rowVersions() []string {
 	s.t.Helper()
