@@ -206,16 +206,17 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: use auto, text or json", format)
 }
 
-// catalog loads the migrations: the --migrations directory or the embedded example.
+// catalog opens the migrations: the --migrations directory or the embedded example. Down files
+// are read when something needs them (see source.Open): not on a no-op update or a check.
 func (a *app) catalog() (*source.Catalog, error) {
 	if a.migrationsDir == "" {
-		return source.Load(migrations.FS, ".")
+		return source.Open(migrations.FS, ".")
 	}
 	fi, err := os.Stat(a.migrationsDir)
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: --migrations %q is not a readable directory", source.ErrInvalid, a.migrationsDir)
 	}
-	return source.Load(os.DirFS(a.migrationsDir), ".")
+	return source.Open(os.DirFS(a.migrationsDir), ".")
 }
 
 // runner builds a Runner from the shared settings plus per-command driver options.

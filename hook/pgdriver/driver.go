@@ -98,6 +98,7 @@ type Driver struct {
 	versionTable string // sanitized identifiers
 	historyTable string
 	lockKey      int64
+	tablesExist  bool // both tables existed when last looked at (see State)
 	lockDepth    int
 
 	cur     int   // last version read or written
@@ -108,7 +109,8 @@ type Driver struct {
 type step struct {
 	from, to int
 	mig      *source.Migration
-	file     *source.File
+	file     *source.File // what runs
+	down     *source.File // the migration's down file, recorded in the history by an up step
 	up       bool
 	inTx     bool // Run left a transaction open for SetVersion(clean) to commit
 	retries  int
@@ -127,12 +129,14 @@ func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Opti
 	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
 	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early. The
 	// setting rides on the first query: every round trip counts on the no-op path.
-	q := "SELECT current_database(), coalesce(current_schema(), ''), ''"
+	// Whether the tables exist rides on it too, saving State a round trip (see there).
+	check := "''"
 	if major(conn.PgConn().ParameterStatus("server_version")) >= 14 {
-		q = "SELECT current_database(), coalesce(current_schema(), ''), set_config('client_connection_check_interval', '1s', false)"
+		check = "set_config('client_connection_check_interval', '1s', false)"
 	}
+	q := "SELECT current_database(), coalesce(current_schema(), ''), " + check + ", to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL"
 	var dbName, schema, ignored string
-	if err := conn.QueryRow(ctx, q).Scan(&dbName, &schema, &ignored); err != nil {
+	if err := conn.QueryRow(ctx, q, d.versionTable, d.historyTable).Scan(&dbName, &schema, &ignored, &d.tablesExist); err != nil {
 		return nil, fmt.Errorf("reading the current database: %w", err)
 	}
 	if schema == "" {
@@ -248,7 +252,7 @@ func (d *Driver) Unlock() error {
 
 // Version returns golang-migrate's version row: NilVersion when the table or the row is missing.
 func (d *Driver) Version() (int, bool, error) {
-	st, err := d.State(false)
+	st, err := d.State(VersionOnly)
 	if err != nil {
 		return 0, false, err
 	}
@@ -291,12 +295,16 @@ func (d *Driver) begin(to int) error {
 		return fmt.Errorf("migration %d is not in the migration source", v)
 	}
 	p.mig = d.catalog.Lookup(uint(v))
-	p.file = &p.mig.Up
+	down, err := p.mig.Down()
+	if err != nil {
+		return err
+	}
+	p.file, p.down = &p.mig.Up, down
 	if !p.up {
-		if p.mig.Down == nil {
+		if down == nil {
 			return fmt.Errorf("%s is irreversible: it has no down migration", p.mig.Up.Name)
 		}
-		p.file = p.mig.Down
+		p.file = down
 	}
 	d.pending = p
 	return nil
@@ -426,8 +434,8 @@ func (d *Driver) finish(p *step) error {
 		m := p.mig
 		var down *string
 		downNoTx := false
-		if m.Down != nil {
-			down, downNoTx = &m.Down.SQL, m.Down.NoTransaction
+		if p.down != nil {
+			down, downNoTx = &p.down.SQL, p.down.NoTransaction
 		}
 		batch.Queue(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries)
 			VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9)

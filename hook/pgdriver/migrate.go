@@ -12,6 +12,10 @@ import (
 // see source.Catalog.Driver) and the driver. ErrNoChange counts as success. The source is
 // closed afterwards; the driver's connection stays open (it belongs to the caller).
 func (d *Driver) Migrate(fn func(*migrate.Migrate) error) error {
+	// Every step records or runs a down file: a bad one must stop the run before the first.
+	if err := d.catalog.ReadDowns(); err != nil {
+		return err
+	}
 	src, err := d.catalog.Driver()
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ func (d *Driver) RevertStored(a Applied, to int) error {
 	}
 	d.pending = &step{
 		from: d.cur, to: to, up: false, started: time.Now(), file: file,
-		mig: &source.Migration{Version: a.Version, Name: a.Name, Down: file},
+		mig: &source.Migration{Version: a.Version, Name: a.Name},
 	}
 	if err := d.Run(strings.NewReader(file.SQL)); err != nil {
 		d.pending = nil

@@ -1,12 +1,15 @@
 package pgdriver
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -36,9 +39,35 @@ type State struct {
 	History     []Applied // ascending by version; empty for a database adopted from golang-migrate
 }
 
-// State reads the version row and, with history, the history table. It never creates or locks
-// anything, so `check` and `status` can run against a database they may not write to.
-func (d *Driver) State(history bool) (State, error) {
+// Detail says how much of the history table State reads.
+type Detail int
+
+const (
+	// VersionOnly reads the version row alone: the gate's question.
+	VersionOnly Detail = iota
+	// Checksums adds each applied migration's version, name and checksum: what the drift check
+	// before every update needs, and all a no-op update reads.
+	Checksums
+	// FullHistory adds the stored down SQL, timings and who applied each migration.
+	FullHistory
+)
+
+// State reads the version row and, as detail asks, the history table. It never creates or
+// locks anything, so `check` and `status` can run against a database they may not write to.
+//
+// Every deploy and sync runs it, so it costs one round trip when the tables exist: New learnt
+// that they did, and migrators never drop them. Should someone have dropped one since, the
+// read fails with SQLSTATE 42P01 and State asks the catalog which tables exist, as it does
+// when New found them missing (another run may have created them since).
+func (d *Driver) State(detail Detail) (State, error) {
+	if d.tablesExist {
+		st, err := d.readState(State{Initialized: true, HasHistory: true}, detail)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.UndefinedTable {
+			return st, err
+		}
+		d.tablesExist = false
+	}
 	st := State{Version: NilVersion}
 	err := d.conn.QueryRow(d.ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
 		d.versionTable, d.historyTable).Scan(&st.Initialized, &st.HasHistory)
@@ -48,35 +77,62 @@ func (d *Driver) State(history bool) (State, error) {
 	if !st.Initialized {
 		return st, nil
 	}
+	d.tablesExist = st.HasHistory
+	return d.readState(st, detail)
+}
+
+// readState reads the version row and the history, in one round trip, into st, whose
+// Initialized and HasHistory say which tables exist.
+func (d *Driver) readState(st State, detail Detail) (State, error) {
+	st.Version = NilVersion
+	batch := &pgx.Batch{}
 	var v int64
-	err = d.conn.QueryRow(d.ctx, "SELECT version, dirty FROM "+d.versionTable+" LIMIT 1").Scan(&v, &st.Dirty)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return st, fmt.Errorf("reading %s: %w", d.opts.MigrationsTable, err)
-	default:
-		st.Version = int(v)
-	}
-	if !history || !st.HasHistory {
-		return st, nil
-	}
-	rows, err := d.conn.Query(d.ctx, `SELECT version, name, checksum, down_sql, down_no_transaction, irreversible,
-		applied_at, duration_ms, applied_by, retries FROM `+d.historyTable+` ORDER BY version`)
-	if err != nil {
-		return st, fmt.Errorf("reading %s: %w", d.opts.HistoryTable, err)
-	}
-	st.History, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
-		var a Applied
-		var v int64
-		err := r.Scan(&v, &a.Name, &a.Checksum, &a.DownSQL, &a.DownNoTransaction, &a.Irreversible,
-			&a.AppliedAt, &a.DurationMS, &a.AppliedBy, &a.Retries)
-		a.Version = uint(v)
-		return a, err
+	batch.Queue("SELECT version, dirty FROM " + d.versionTable + " LIMIT 1").QueryRow(func(row pgx.Row) error {
+		switch err := row.Scan(&v, &st.Dirty); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("reading %s: %w", d.opts.MigrationsTable, err)
+		default:
+			st.Version = int(v)
+		}
+		return nil
 	})
-	if err != nil {
-		return st, fmt.Errorf("reading %s: %w", d.opts.HistoryTable, err)
+	if detail > VersionOnly && st.HasHistory {
+		d.queueHistory(batch, detail, &st.History)
+	}
+	if err := d.conn.SendBatch(d.ctx, batch).Close(); err != nil {
+		return st, err
 	}
 	return st, nil
+}
+
+// queueHistory queues the history query; the rows land in out when the batch is read.
+func (d *Driver) queueHistory(batch *pgx.Batch, detail Detail, out *[]Applied) {
+	cols := "version, name, checksum"
+	if detail == FullHistory {
+		cols += ", down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries"
+	}
+	// Sorted here rather than by the server: ORDER BY costs a fresh backend (every run has one)
+	// more planning than sorting a few hundred rows in Go.
+	batch.Queue("SELECT " + cols + " FROM " + d.historyTable).Query(func(rows pgx.Rows) error {
+		var err error
+		*out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+			var a Applied
+			var v int64
+			dest := []any{&v, &a.Name, &a.Checksum}
+			if detail == FullHistory {
+				dest = append(dest, &a.DownSQL, &a.DownNoTransaction, &a.Irreversible, &a.AppliedAt, &a.DurationMS, &a.AppliedBy, &a.Retries)
+			}
+			err := r.Scan(dest...)
+			a.Version = uint(v)
+			return a, err
+		})
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", d.opts.HistoryTable, err)
+		}
+		slices.SortFunc(*out, func(a, b Applied) int { return cmp.Compare(a.Version, b.Version) })
+		return nil
+	})
 }
 
 // EnsureTables creates the version and history tables when missing. Call it under the
@@ -102,6 +158,7 @@ func (d *Driver) EnsureTables() error {
 	if err != nil {
 		return fmt.Errorf("creating %s and %s: %w", d.opts.MigrationsTable, d.opts.HistoryTable, err)
 	}
+	d.tablesExist = true
 	return nil
 }
 
@@ -109,6 +166,9 @@ func (d *Driver) EnsureTables() error {
 // up to version, taking today's files as what was applied. It writes nothing for versions
 // already in the history.
 func (d *Driver) Adopt(version int) error {
+	if err := d.catalog.ReadDowns(); err != nil {
+		return err
+	}
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN")
 	d.queueAdopt(batch, version, "adopted by "+d.opts.AppliedBy)
@@ -122,6 +182,9 @@ func (d *Driver) Adopt(version int) error {
 // Force sets the version row to version, clean, drops history rows above it and records
 // missing ones up to it from the files, in one transaction.
 func (d *Driver) Force(version int) error {
+	if err := d.catalog.ReadDowns(); err != nil {
+		return err
+	}
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN")
 	d.queueVersion(batch, version, false)
@@ -142,8 +205,8 @@ func (d *Driver) queueAdopt(batch *pgx.Batch, version int, by string) {
 		}
 		var down *string
 		downNoTx := false
-		if m.Down != nil {
-			down, downNoTx = &m.Down.SQL, m.Down.NoTransaction
+		if f, _ := m.Down(); f != nil { // read by Adopt and Force before queueing
+			down, downNoTx = &f.SQL, f.NoTransaction
 		}
 		batch.Queue(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_by)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (version) DO NOTHING`,

@@ -30,7 +30,7 @@ func (r *Runner) Downgrade(ctx context.Context) (res Result, err error) {
 }
 
 func (r *Runner) downgrade(s *session) (res Result, err error) {
-	st, err := s.drv.State(true)
+	st, err := s.drv.State(pgdriver.FullHistory)
 	if err != nil {
 		return res, err
 	}
@@ -117,7 +117,7 @@ func (r *Runner) Guard(ctx context.Context, allowDowngrade bool) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.drv.State(false)
+	st, err := s.drv.State(pgdriver.VersionOnly)
 	err = errors.Join(err, s.close())
 	if err != nil {
 		return err

@@ -127,7 +127,7 @@ func (r *Runner) Check(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(false)
+	st, err := s.drv.State(pgdriver.VersionOnly)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"errors"
+
+	"github.com/schemahook/schemahook/hook/pgdriver"
 )
 
 // Pending returns how many migrations Update would apply now: 0 when the schema is current.
@@ -16,12 +18,20 @@ func (r *Runner) Pending(ctx context.Context) (n int, err error) {
 		return 0, err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(true)
+	st, err := s.drv.State(pgdriver.Checksums)
 	if err != nil {
 		return 0, err
 	}
 	if err := r.validate(st); err != nil {
 		return 0, err
 	}
-	return len(r.catalog.After(versionPtr(st.Version))), nil
+	n = len(r.catalog.After(versionPtr(st.Version)))
+	if n > 0 {
+		// Update would refuse a bad down file before migrating: say so before anything is
+		// stopped for it.
+		if err := r.catalog.ReadDowns(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }

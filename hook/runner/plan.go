@@ -20,7 +20,7 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(true)
+	st, err := s.drv.State(pgdriver.Checksums)
 	if err != nil {
 		return err
 	}
@@ -38,6 +38,9 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 		fmt.Fprintf(&b, "-- schema is current at version %d: nothing to do\n", st.Version)
 		_, err := io.WriteString(w, b.String())
 		return err
+	}
+	if err := r.catalog.ReadDowns(); err != nil {
+		return err // as Update would
 	}
 	from := "an empty database"
 	if st.Version != pgdriver.NilVersion {

@@ -97,7 +97,7 @@ func (r *Runner) Update(ctx context.Context) (res Result, err error) {
 }
 
 func (r *Runner) update(s *session) (res Result, err error) {
-	st, err := s.drv.State(true)
+	st, err := s.drv.State(pgdriver.Checksums)
 	if err != nil {
 		return res, err
 	}
@@ -105,19 +105,27 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	if err := r.validate(st); err != nil {
 		return res, err
 	}
+	head := int(r.catalog.Head().Version)
+	adopt := st.Version >= 0 && len(st.History) < r.appliedCount(st.Version)
+	if st.Version != head || adopt {
+		// What follows records or runs down files: a bad one stops the update here, before
+		// anything changes. A no-op never reads them.
+		if err := r.catalog.ReadDowns(); err != nil {
+			return res, err
+		}
+	}
 	if !st.Initialized || !st.HasHistory {
 		if err := s.drv.EnsureTables(); err != nil {
 			return res, err
 		}
 	}
-	if st.Version >= 0 && len(st.History) < r.appliedCount(st.Version) {
+	if adopt {
 		r.o.log.Info("recording history for migrations applied by another tool", "version", st.Version)
 		if err := s.drv.Adopt(st.Version); err != nil {
 			return res, err
 		}
 		res.Adopted = true
 	}
-	head := int(r.catalog.Head().Version)
 	if st.Version == head {
 		r.o.log.Info("schema is current", "version", head)
 		return res, nil
@@ -181,11 +189,14 @@ func (r *Runner) Force(ctx context.Context, version int) error {
 		return fmt.Errorf("%w: version %d is not in the migrations (head %d): force to a version that exists, or -1 for none",
 			source.ErrInvalid, version, r.catalog.Head().Version)
 	}
+	if err := r.catalog.ReadDowns(); err != nil {
+		return err // history rows record the down files
+	}
 	return r.locked(ctx, func(s *session) error {
 		if err := s.drv.EnsureTables(); err != nil {
 			return err
 		}
-		before, err := s.drv.State(false)
+		before, err := s.drv.State(pgdriver.VersionOnly)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(true)
+	st, err := s.drv.State(pgdriver.FullHistory)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,12 @@ func (ds Directives) Has(name string) bool {
 // them, so "no-transaction please" is not silently accepted.
 func ParseDirectives(sql string) (Directives, error) {
 	var out Directives
-	for i, line := range strings.Split(sql, "\n") {
+	if !strings.Contains(sql, DirectivePrefix) {
+		return nil, nil // most files: no line to look at
+	}
+	i := -1
+	for line := range strings.Lines(sql) {
+		i++
 		t := strings.TrimSpace(line)
 		if !strings.HasPrefix(t, "--") {
 			continue

@@ -12,9 +12,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,9 +44,28 @@ type Migration struct {
 	Version      uint
 	Name         string // the part between the version and the direction, e.g. create_users
 	Up           File
-	Down         *File  // nil only for irreversible migrations
 	Checksum     string // hex SHA-256 of the up file, compared with the database's history
 	Irreversible bool   // "-- schemahook:irreversible" in the up file
+
+	downName string   // from the directory listing; "" when irreversible
+	down     *File    // set by Catalog.ReadDowns
+	catalog  *Catalog // nil for a migration built outside a catalog
+}
+
+// DownName is the name of the down file, known from the directory listing without reading it;
+// "" for an irreversible migration.
+func (m *Migration) DownName() string { return m.downName }
+
+// Down returns the down file, reading the catalog's down files on first use (see
+// Catalog.ReadDowns), or nil for an irreversible migration.
+func (m *Migration) Down() (*File, error) {
+	if m.downName == "" || m.catalog == nil {
+		return nil, nil
+	}
+	if err := m.catalog.ReadDowns(); err != nil {
+		return nil, err
+	}
+	return m.down, nil
 }
 
 // Catalog is the ordered, validated set of migrations of one directory.
@@ -54,130 +73,258 @@ type Catalog struct {
 	fsys       fs.FS
 	dir        string
 	migrations []*Migration
-}
 
-// fileRE is golang-migrate's file name pattern, restricted to .sql files.
-var fileRE = regexp.MustCompile(`^([0-9]+)_(.+)\.(up|down)\.sql$`)
+	downsOnce sync.Once
+	downsErr  error
+}
 
 // Load reads and validates every *.sql file in dir of fsys. Other files (embed.go, README) are
 // ignored. An empty directory is an error: running against it would be a no-op that looks like
 // success while the real migrations are elsewhere.
-func Load(fsys fs.FS, dir string) (*Catalog, error) {
+func Load(fsys fs.FS, dir string) (*Catalog, error) { return load(fsys, dir, true) }
+
+// Open is Load without reading the down files: they are listed (a missing one is still an
+// error) and read on first use, by Migration.Down or Catalog.ReadDowns. Update, check and
+// status run on every deploy and every sync, and a schema that is already current needs only
+// the up files, for their checksums: this halves the files read on that path.
+func Open(fsys fs.FS, dir string) (*Catalog, error) { return load(fsys, dir, false) }
+
+// ReadDowns reads and validates the down files of a catalog from Open, once; later calls return
+// the first call's result. Whatever applies or records migrations calls it before changing
+// anything, so a bad down file stops an update before its first migration.
+func (c *Catalog) ReadDowns() error {
+	c.downsOnce.Do(func() {
+		var names []string
+		for _, m := range c.migrations {
+			if m.downName != "" {
+				names = append(names, m.downName)
+			}
+		}
+		bodies, err := readAll(c.fsys, c.dir, names)
+		if err != nil {
+			c.downsErr = err
+			return
+		}
+		var problems []error
+		i := 0
+		for _, m := range c.migrations {
+			if m.downName != "" {
+				problems = m.setDown(bodies[i], problems)
+				i++
+			}
+		}
+		c.downsErr = c.invalid(problems)
+	})
+	return c.downsErr
+}
+
+// setDown validates and records the down file's content, appending what is wrong to problems.
+func (m *Migration) setDown(body string, problems []error) []error {
+	dirs, err := ParseDirectives(body)
+	switch {
+	case err != nil:
+		return append(problems, fmt.Errorf("%s: %w", m.downName, err))
+	case dirs.Has(DirectiveIrreversible):
+		return append(problems, fmt.Errorf("%s: the irreversible directive belongs in the up file", m.downName))
+	}
+	m.down = &File{Name: m.downName, SQL: body, NoTransaction: dirs.Has(DirectiveNoTransaction)}
+	return problems
+}
+
+// fileName is a parsed migration file name: golang-migrate's NNN_name.(up|down).ext with the
+// extension fixed to sql.
+type fileName struct {
+	version string // the digits, as written
+	name    string
+	up      bool
+}
+
+// parseFileName parses golang-migrate's pattern ^([0-9]+)_(.+)\.(up|down)\.sql$ by hand: Load
+// runs it on every file of every update, and the regexp's allocations were most of its cost.
+func parseFileName(s string) (fileName, bool) {
+	var f fileName
+	rest, ok := strings.CutSuffix(s, ".up.sql")
+	if f.up = ok; !ok {
+		if rest, ok = strings.CutSuffix(s, ".down.sql"); !ok {
+			return f, false
+		}
+	}
+	digits := 0
+	for digits < len(rest) && rest[digits] >= '0' && rest[digits] <= '9' {
+		digits++
+	}
+	if digits == 0 || digits+1 >= len(rest) || rest[digits] != '_' {
+		return f, false
+	}
+	f.version, f.name = rest[:digits], rest[digits+1:]
+	return f, true
+}
+
+func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading migrations directory %q: %w", ErrInvalid, dir, err)
 	}
-	bodies, err := readAll(fsys, dir, entries)
-	if err != nil {
-		return nil, err
-	}
+	c := &Catalog{fsys: fsys, dir: dir}
 	byVersion := map[uint]*Migration{}
 	var problems []error
-	for i, e := range entries {
+	type read struct {
+		m  *Migration
+		up bool
+	}
+	var names []string // the files to read now, in the order of toRead
+	var toRead []read
+	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
 			continue
 		}
 		name := e.Name()
-		m := fileRE.FindStringSubmatch(name)
-		if m == nil {
+		fn, ok := parseFileName(name)
+		if !ok {
 			problems = append(problems, fmt.Errorf("%s: file name must look like 000001_create_users.up.sql (or .down.sql)", name))
 			continue
 		}
 		// 63 bits, not 64: schema_migrations.version is a bigint and the driver works with int
 		// versions (NilVersion is -1), so a larger version would wrap negative — seen as
 		// "database newer than this release" or recorded as a negative version.
-		v, err := strconv.ParseUint(m[1], 10, 63)
+		v, err := strconv.ParseUint(fn.version, 10, 63)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, m[1]))
-			continue
-		}
-		body := bodies[i]
-		dirs, err := ParseDirectives(string(body))
-		if err != nil {
-			problems = append(problems, fmt.Errorf("%s: %w", name, err))
+			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, fn.version))
 			continue
 		}
 		mig := byVersion[uint(v)]
 		if mig == nil {
-			mig = &Migration{Version: uint(v), Name: m[2]}
+			mig = &Migration{Version: uint(v), Name: fn.name, catalog: c}
 			byVersion[uint(v)] = mig
 		}
-		f := File{Name: name, SQL: string(body), NoTransaction: dirs.Has(DirectiveNoTransaction)}
 		switch {
-		case mig.Name != m[2]:
+		case mig.Name != fn.name:
 			problems = append(problems, fmt.Errorf("%s: version %d is also used by %q: each version needs exactly one name", name, v, mig.Name))
-		case m[3] == "up" && mig.Up.Name != "":
+		case fn.up && mig.Up.Name != "":
 			problems = append(problems, fmt.Errorf("%s: duplicate up migration for version %d (also %s)", name, v, mig.Up.Name))
-		case m[3] == "down" && mig.Down != nil:
-			problems = append(problems, fmt.Errorf("%s: duplicate down migration for version %d (also %s)", name, v, mig.Down.Name))
-		case m[3] == "up":
-			mig.Up = f
-			mig.Irreversible = dirs.Has(DirectiveIrreversible)
-			sum := sha256.Sum256(body)
-			mig.Checksum = hex.EncodeToString(sum[:])
+		case !fn.up && mig.downName != "":
+			problems = append(problems, fmt.Errorf("%s: duplicate down migration for version %d (also %s)", name, v, mig.downName))
+		case fn.up:
+			mig.Up.Name = name
+			names, toRead = append(names, name), append(toRead, read{mig, true})
 		default:
-			if dirs.Has(DirectiveIrreversible) {
-				problems = append(problems, fmt.Errorf("%s: the irreversible directive belongs in the up file", name))
+			mig.downName = name
+			if downs {
+				names, toRead = append(names, name), append(toRead, read{mig, false})
 			}
-			mig.Down = &f
 		}
 	}
-	c := &Catalog{fsys: fsys, dir: dir}
+	bodies, err := readAll(fsys, dir, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range toRead {
+		if !r.up {
+			problems = r.m.setDown(bodies[i], problems)
+			continue
+		}
+		m := r.m
+		dirs, err := ParseDirectives(bodies[i])
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %w", m.Up.Name, err))
+			continue
+		}
+		m.Up.SQL, m.Up.NoTransaction = bodies[i], dirs.Has(DirectiveNoTransaction)
+		m.Irreversible = dirs.Has(DirectiveIrreversible)
+		sum := sha256.Sum256([]byte(bodies[i]))
+		m.Checksum = hex.EncodeToString(sum[:])
+	}
 	for _, mig := range byVersion {
 		switch {
 		case mig.Up.Name == "":
 			problems = append(problems, fmt.Errorf("version %d (%s): down file without an up file", mig.Version, mig.Name))
-		case mig.Down == nil && !mig.Irreversible:
+		case mig.downName == "" && !mig.Irreversible:
 			problems = append(problems, fmt.Errorf("%s: missing %s: add a down file, or mark the up file with %q if it cannot be undone",
 				mig.Up.Name, strings.TrimSuffix(mig.Up.Name, ".up.sql")+".down.sql", "-- schemahook:"+DirectiveIrreversible))
-		case mig.Down != nil && mig.Irreversible:
-			problems = append(problems, fmt.Errorf("%s: marked irreversible but %s exists: remove one of them", mig.Up.Name, mig.Down.Name))
+		case mig.downName != "" && mig.Irreversible:
+			problems = append(problems, fmt.Errorf("%s: marked irreversible but %s exists: remove one of them", mig.Up.Name, mig.downName))
 		}
 		c.migrations = append(c.migrations, mig)
 	}
-	if len(problems) > 0 {
-		slices.SortFunc(problems, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-		msgs := make([]string, len(problems))
-		for i, e := range problems {
-			msgs[i] = e.Error()
-		}
-		return nil, fmt.Errorf("%w in %s:\n  %s", ErrInvalid, describe(dir), strings.Join(msgs, "\n  "))
+	if err := c.invalid(problems); err != nil {
+		return nil, err
 	}
 	if len(c.migrations) == 0 {
 		return nil, fmt.Errorf("%w: %w in %s: expected files like 000001_init.up.sql", ErrInvalid, ErrEmpty, describe(dir))
 	}
 	slices.SortFunc(c.migrations, func(a, b *Migration) int { return cmpUint(a.Version, b.Version) })
+	if downs {
+		c.downsOnce.Do(func() {}) // read above, together with the up files
+	}
 	return c, nil
 }
 
-// readAll reads the *.sql entries concurrently (nil for others). Load runs on every update,
-// including the no-op on every deploy and sync, and with hundreds of files its time is almost
-// all open/read/close system calls, which overlap well.
-func readAll(fsys fs.FS, dir string, entries []fs.DirEntry) ([][]byte, error) {
-	bodies := make([][]byte, len(entries))
-	errs := make([]error, len(entries))
+// invalid turns the problems found in the files into one ErrInvalid error, sorted so that the
+// message does not depend on the order the files were read in; nil when there are none.
+func (c *Catalog) invalid(problems []error) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	slices.SortFunc(problems, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	msgs := make([]string, len(problems))
+	for i, e := range problems {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%w in %s:\n  %s", ErrInvalid, describe(c.dir), strings.Join(msgs, "\n  "))
+}
+
+// readAll reads the named files of dir concurrently. Load runs on every update, including the
+// no-op on every deploy and sync, and with hundreds of files its time is almost all
+// open/read/close system calls, which overlap well. Each worker reads into one reusable buffer
+// and keeps an exact-size copy: no stat call, no 512-byte minimum buffer, no second copy to a
+// string — on that path every page of fresh memory is a page fault.
+func readAll(fsys fs.FS, dir string, names []string) ([]string, error) {
+	bodies := make([]string, len(names))
+	errs := make([]error, len(names))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(8, len(entries)) {
+	for range min(4, len(names)) {
 		wg.Go(func() {
+			var buf []byte
 			for i := range next {
-				bodies[i], errs[i] = fs.ReadFile(fsys, path.Join(dir, entries[i].Name()))
+				bodies[i], buf, errs[i] = readFile(fsys, path.Join(dir, names[i]), buf)
 			}
 		})
 	}
-	for i, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".sql") {
-			next <- i
-		}
+	for i := range names {
+		next <- i
 	}
 	close(next)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalid, entries[i].Name(), err)
+			return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalid, names[i], err)
 		}
 	}
 	return bodies, nil
+}
+
+// readFile reads name into buf (grown as needed and returned for reuse) and returns a copy.
+func readFile(fsys fs.FS, name string, buf []byte) (string, []byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return "", buf, err
+	}
+	defer f.Close()
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return string(buf), buf, nil
+		}
+		if err != nil {
+			return "", buf, err
+		}
+	}
 }
 
 func describe(dir string) string {
@@ -242,7 +389,17 @@ type catalogFS struct{ c *Catalog }
 
 func (f catalogFS) Open(name string) (fs.File, error) {
 	if path.Dir(name) == path.Clean(f.c.dir) {
-		if body, ok := f.c.file(path.Base(name)); ok {
+		if m, up := f.c.fileOf(path.Base(name)); m != nil {
+			body := m.Up.SQL
+			if !up {
+				// golang-migrate opens a down file only to run it; the driver has read them all
+				// by then, so this is the error of that read, never a fallback to the disk.
+				down, err := m.Down()
+				if err != nil {
+					return nil, err
+				}
+				body = down.SQL
+			}
 			return &memFile{Reader: strings.NewReader(body), info: memInfo{name: path.Base(name), size: int64(len(body))}}, nil
 		}
 	}
@@ -255,30 +412,30 @@ func (f catalogFS) ReadDir(name string) ([]fs.DirEntry, error) {
 		return entries, err
 	}
 	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
-		_, ok := f.c.file(e.Name())
-		return !ok
+		m, _ := f.c.fileOf(e.Name())
+		return m == nil
 	}), nil
 }
 
-// file returns the content of one of the catalog's migration files by name.
-func (c *Catalog) file(name string) (string, bool) {
-	m := fileRE.FindStringSubmatch(name)
-	if m == nil {
-		return "", false
+// fileOf returns the migration that name is a file of, and whether it is the up file; nil when
+// name is not one of the catalog's files.
+func (c *Catalog) fileOf(name string) (m *Migration, up bool) {
+	fn, ok := parseFileName(name)
+	if !ok {
+		return nil, false
 	}
-	v, err := strconv.ParseUint(m[1], 10, 63)
+	v, err := strconv.ParseUint(fn.version, 10, 63)
 	if err != nil {
-		return "", false
+		return nil, false
 	}
-	mig := c.Lookup(uint(v))
-	switch {
-	case mig == nil:
-	case mig.Up.Name == name:
-		return mig.Up.SQL, true
-	case mig.Down != nil && mig.Down.Name == name:
-		return mig.Down.SQL, true
+	switch m := c.Lookup(uint(v)); {
+	case m == nil:
+	case m.Up.Name == name:
+		return m, true
+	case m.downName == name:
+		return m, false
 	}
-	return "", false
+	return nil, false
 }
 
 type memFile struct {

@@ -55,6 +55,7 @@ func FuzzLoad(f *testing.F) {
 		{"1_a.up.sql\n1_a.down.sql", "-- schemahook:irreversible\x00x"}, // irreversible with a down file
 		{"1_a.up.sql\n1_a.down.sql", "x\x00-- schemahook:irreversible"}, // directive in the down file
 		{"1_a.up.sql\n1_a.down.sql", "-- schemahook:no-transactions\x00x"},
+		{"1__.up.sql\n1_a.down.up.sql\na1_x.up.sql\n1_x.up.sql.up.sql\n1_x.down.sql.sql\n12_.down.sql\n_1_a.up.sql", "x"}, // name parsing edges
 		{"", ""},
 	}
 	for _, s := range seeds {
@@ -62,19 +63,43 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, names, bodies string) {
 		fsys := fuzzFS(names, bodies)
+		checkNames(t, fsys)
 		c, err := Load(fsys, ".")
+		// Open then ReadDowns accepts and rejects exactly what Load does: the update path reads
+		// the down files later, but must not let through what Load refuses.
+		lazy, lerr := Open(fsys, ".")
+		if lerr == nil {
+			lerr = lazy.ReadDowns()
+		}
+		if (err == nil) != (lerr == nil) {
+			t.Fatalf("Load error %v, but Open+ReadDowns error %v", err, lerr)
+		}
 		if err != nil {
 			// Every rejection is an ErrInvalid, which the CLI maps to "usage: nothing touched".
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Load error does not wrap ErrInvalid: %v", err)
+			if !errors.Is(err, ErrInvalid) || !errors.Is(lerr, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: Load %v, Open+ReadDowns %v", err, lerr)
 			}
 			return
 		}
 		checkCatalog(t, fsys, c)
+		checkCatalog(t, fsys, lazy)
 	})
 }
 
+// checkNames holds parseFileName to golang-migrate's file name pattern, which it replaces.
+func checkNames(t *testing.T, fsys fstest.MapFS) {
+	t.Helper()
+	for name := range fsys {
+		m := fileRE.FindStringSubmatch(name)
+		f, ok := parseFileName(name)
+		if (m != nil) != ok || ok && (f.version != m[1] || f.name != m[2] || f.up != (m[3] == "up")) {
+			t.Fatalf("parseFileName(%q) = %+v, %t; the pattern gives %q", name, f, ok, m)
+		}
+	}
+}
+
 var (
+	fileRE = regexp.MustCompile(`^([0-9]+)_(.+)\.(up|down)\.sql$`)
 	upRE   = regexp.MustCompile(`^([0-9]+)_(.+)\.up\.sql$`)
 	downRE = regexp.MustCompile(`^([0-9]+)_(.+)\.down\.sql$`)
 )
@@ -120,23 +145,33 @@ func checkCatalog(t *testing.T, fsys fstest.MapFS, c *Catalog) {
 			t.Fatalf("%s: flags (irreversible %t, no-transaction %t) disagree with directives %+v", m.Up.Name, m.Irreversible, m.Up.NoTransaction, dirs)
 		}
 		seen[m.Up.Name] = true
+		down, err := m.Down()
+		if err != nil {
+			t.Fatalf("%s: reading the down file of a loaded catalog: %v", m.Up.Name, err)
+		}
 		switch {
-		case m.Down == nil && !m.Irreversible:
+		case (down == nil) != (m.DownName() == ""):
+			t.Fatalf("%s: down file %v disagrees with DownName %q", m.Up.Name, down, m.DownName())
+		case down == nil && !m.Irreversible:
 			t.Fatalf("%s has no down file and is not irreversible", m.Up.Name)
-		case m.Down != nil && m.Irreversible:
-			t.Fatalf("%s is irreversible but has down file %s", m.Up.Name, m.Down.Name)
-		case m.Down != nil:
-			dm := downRE.FindStringSubmatch(m.Down.Name)
-			if dm == nil {
-				t.Fatalf("down file %q is not named like a down file", m.Down.Name)
+		case down != nil && m.Irreversible:
+			t.Fatalf("%s is irreversible but has down file %s", m.Up.Name, down.Name)
+		case down != nil:
+			dm := downRE.FindStringSubmatch(down.Name)
+			if dm == nil || down.Name != m.DownName() {
+				t.Fatalf("down file %q is not named like a down file", down.Name)
 			}
 			if v, err := strconv.ParseUint(dm[1], 10, 64); err != nil || uint(v) != m.Version || dm[2] != m.Name {
-				t.Fatalf("down file %q does not belong to %q", m.Down.Name, m.Up.Name)
+				t.Fatalf("down file %q does not belong to %q", down.Name, m.Up.Name)
 			}
-			if string(fsys[m.Down.Name].Data) != m.Down.SQL {
-				t.Fatalf("%s: SQL differs from the file", m.Down.Name)
+			if string(fsys[down.Name].Data) != down.SQL {
+				t.Fatalf("%s: SQL differs from the file", down.Name)
 			}
-			seen[m.Down.Name] = true
+			dirs, err := ParseDirectives(down.SQL)
+			if err != nil || down.NoTransaction != dirs.Has(DirectiveNoTransaction) || dirs.Has(DirectiveIrreversible) {
+				t.Fatalf("%s accepted with directives %+v (%v), no-transaction flag %t", down.Name, dirs, err, down.NoTransaction)
+			}
+			seen[down.Name] = true
 		}
 	}
 	if c.Head() != ms[len(ms)-1] || len(c.After(nil)) != len(ms) {
@@ -181,18 +216,19 @@ func checkIOFS(t *testing.T, c *Catalog, ms []*Migration) {
 		if string(body) != ms[i].Up.SQL || ident != ms[i].Name {
 			t.Fatalf("golang-migrate reads another up file for version %d (%q)", v, ident)
 		}
+		down, _ := ms[i].Down()
 		r, _, rerr = src.ReadDown(v)
 		switch {
-		case rerr == nil && ms[i].Down == nil:
+		case rerr == nil && down == nil:
 			r.Close()
 			t.Fatalf("golang-migrate finds a down file for irreversible version %d", v)
 		case rerr == nil:
 			body, _ := io.ReadAll(r)
 			r.Close()
-			if string(body) != ms[i].Down.SQL {
+			if string(body) != down.SQL {
 				t.Fatalf("golang-migrate reads another down file for version %d", v)
 			}
-		case ms[i].Down != nil:
+		case down != nil:
 			t.Fatalf("golang-migrate cannot read down %d: %v", v, rerr)
 		}
 		v, err = src.Next(v)

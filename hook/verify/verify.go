@@ -63,9 +63,9 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 func (e *MismatchError) headline() string {
 	m := e.Migration
 	if e.Phase == PhaseReUp {
-		return fmt.Sprintf("%s gives a different schema when applied again after %s", m.Up.Name, m.Down.Name)
+		return fmt.Sprintf("%s gives a different schema when applied again after %s", m.Up.Name, m.DownName())
 	}
-	return fmt.Sprintf("%s does not undo %s", m.Down.Name, m.Up.Name)
+	return fmt.Sprintf("%s does not undo %s", m.DownName(), m.Up.Name)
 }
 
 // WriteText writes the mismatch for a reader: what differs and what to do about it.

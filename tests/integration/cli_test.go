@@ -301,3 +301,43 @@ func freeAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// Down files are read only when something will run or record them: a no-op update (every
+// deploy, every sync) reads the up files alone. A bad down file still stops plan, the
+// stopWorkloads pre-check and update before anything changes, as soon as a migration is pending.
+func TestBadDownFileStopsOnlyWhatNeedsIt(t *testing.T) {
+	db := pgtest.New(t)
+	files := exampleFiles(t)
+	withDir := func(files map[string]string) []string { return []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)} }
+	if r := cli(t, db.URL, withDir(upTo(files, 3)), "update"); r.Code != exitOK {
+		t.Fatalf("update to 3: exit %d\n%s", r.Code, r.Stderr)
+	}
+	const down = "000002_create_projects.down.sql"
+	const says = down + ": line 1: unknown directive"
+	broken := exampleFiles(t)
+	if _, ok := broken[down]; !ok {
+		t.Fatalf("no %s in the example migrations", down)
+	}
+	broken[down] = "-- schemahook:no-transactions\n" + broken[down]
+
+	c := db.Conn(t)
+	before := pgtest.Fingerprint(t, c)
+	for _, cmd := range [][]string{{"plan"}, {"update"}} {
+		r := cli(t, db.URL, withDir(broken), cmd...)
+		if r.Code != exitUsage || !strings.Contains(r.Stderr+r.Stdout, says) {
+			t.Fatalf("%v with 2 pending and a bad down file: exit %d, output %q; want exit %d saying %q", cmd, r.Code, r.Stderr+r.Stdout, exitUsage, says)
+		}
+	}
+	if after := pgtest.Fingerprint(t, c); after != before {
+		t.Fatalf("a refused update changed the database:\nbefore %s\nafter  %s", before, after)
+	}
+
+	if r := cli(t, db.URL, withDir(files), "update"); r.Code != exitOK {
+		t.Fatalf("update to 5: exit %d\n%s", r.Code, r.Stderr)
+	}
+	for _, cmd := range [][]string{{"update"}, {"check"}, {"status"}} {
+		if r := cli(t, db.URL, withDir(broken), cmd...); r.Code != exitOK {
+			t.Fatalf("%v on a current schema with a bad down file of an applied migration: exit %d, want 0\n%s", cmd, r.Code, r.Stderr)
+		}
+	}
+}

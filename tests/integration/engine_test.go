@@ -59,7 +59,11 @@ func TestInitializesEmptyDatabase(t *testing.T) {
 	}
 	for _, row := range hist {
 		m := cat.Lookup(uint(row.Version))
-		if m.Checksum != row.Checksum || m.Name != row.Name || row.DownSQL == nil || *row.DownSQL != m.Down.SQL {
+		down, err := m.Down()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Checksum != row.Checksum || m.Name != row.Name || row.DownSQL == nil || *row.DownSQL != down.SQL {
 			t.Errorf("history row %d = %+v does not match file %s", row.Version, row, m.Up.Name)
 		}
 	}

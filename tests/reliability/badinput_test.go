@@ -15,6 +15,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
 var baseFiles = map[string]string{
@@ -58,7 +59,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("setup: exit %d", r.code)
 	}
 	admin := connect(t, db.AdminURL)
-	before := fingerprint(t, admin)
+	before := pgtest.Fingerprint(t, admin)
 	closed := closedAddr(t)
 	cases := []badCase{
 		{name: "SQL syntax error", files: with(map[string]string{
@@ -122,7 +123,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 					t.Errorf("the error does not say %q:\n%s", w, msgs)
 				}
 			}
-			if after := fingerprint(t, admin); after != before {
+			if after := pgtest.Fingerprint(t, admin); after != before {
 				t.Errorf("the database changed:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
 		})
@@ -163,7 +164,7 @@ func TestDirtyGolangMigrateDatabase(t *testing.T) {
 		t.Fatalf("golang-migrate left (%d, %t, %v), want (3, dirty)", v, dirty, err)
 	}
 	admin := connect(t, db.AdminURL)
-	before := fingerprint(t, admin)
+	before := pgtest.Fingerprint(t, admin)
 	for _, cmd := range [][]string{{"update"}, {"check"}} {
 		r := run(t, db.URL, migrationsEnv(dir), cmd...)
 		msgs := r.messages()
@@ -171,7 +172,7 @@ func TestDirtyGolangMigrateDatabase(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d with a dirty message naming the file and `schemahook force 3`:\n%s", cmd[0], r.code, exitDirty, msgs)
 		}
 	}
-	if after := fingerprint(t, admin); after != before {
+	if after := pgtest.Fingerprint(t, admin); after != before {
 		t.Errorf("refusing a dirty database changed it:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	if historyVersions(t, admin) != nil {
