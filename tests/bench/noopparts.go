@@ -22,7 +22,7 @@ import (
 // the engine's queries — the last three in this process, medians of as many runs as P1.
 type noopParts struct {
 	start      map[string]time.Duration // `version` of each tool, process start to exit
-	load       time.Duration            // source.Load of the P2 directory
+	load       time.Duration            // source.Open of the P2 directory, as the CLI does
 	connect    time.Duration            // connect and close, authentication included
 	update     time.Duration            // runner.Update on a current database, connection included
 	roundTrips int                      // of one such update, connection start-up included
@@ -52,7 +52,7 @@ func (e *env) noopParts(ctx context.Context) (noopParts, error) {
 
 	var err error
 	res.load, err = medianOf(e.cfg.runs, func() error {
-		_, err := source.Load(os.DirFS(e.small.dir), ".")
+		_, err := source.Open(os.DirFS(e.small.dir), ".")
 		return err
 	})
 	if err != nil {
@@ -84,7 +84,7 @@ func (e *env) noopParts(ctx context.Context) (noopParts, error) {
 		}
 		return &countingConn{Conn: c, s: &sock}, nil
 	}
-	cat, err := source.Load(os.DirFS(e.small.dir), ".")
+	cat, err := source.Open(os.DirFS(e.small.dir), ".")
 	if err != nil {
 		return res, err
 	}

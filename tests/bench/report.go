@@ -275,11 +275,12 @@ func (r *results) noopCost(b *strings.Builder) {
 	w("| process start to exit doing nothing (`version`, median) | %s | %s | %s |\n", ms(np.start[toolSchemahook]), ms(np.start[toolMigrate]), ms(np.start[toolGoose]))
 	w("| the rest: files, connection, queries | %s | %s | %s |\n\n",
 		ms(median(r.p1[toolSchemahook])-np.start[toolSchemahook]), ms(median(r.p1[toolMigrate])-np.start[toolMigrate]), ms(median(r.p1[toolGoose])-np.start[toolGoose]))
-	w("Inside schemahook (in process, medians of %d): loading and checksumming the %d files (%d up and down)\n", r.cfg.runs, r.cfg.migrations, 2*r.cfg.migrations)
-	w("takes %s; connecting and authenticating %s; the engine's no-op, connection included, %s in %d round\n", ms(np.load), ms(np.connect), ms(np.update), np.roundTrips)
-	w("trips (3 of them are the connection's start-up and SCRAM exchange). golang-migrate's no-op reads the version\n")
-	w("row and opens one file; goose lists the file names and reads its version table. schemahook reads every file,\n")
-	w("because it checks each applied migration's checksum against its history (drift detection).\n\n")
+	w("Inside schemahook (in process, medians of %d): opening the catalog — listing the %d files, reading and\n", r.cfg.runs, 2*r.cfg.migrations)
+	w("checksumming the %d up files — takes %s; connecting and authenticating %s; the engine's no-op, connection\n", r.cfg.migrations, ms(np.load), ms(np.connect))
+	w("included, %s in %d round trips (3 of them are the connection's start-up and SCRAM exchange). golang-migrate's\n", ms(np.update), np.roundTrips)
+	w("no-op reads the version row and opens one file; goose lists the file names and reads its version table.\n")
+	w("schemahook reads every up file, because it checks each applied migration's checksum against its history\n")
+	w("(drift detection); down files are read only when a migration is pending.\n\n")
 }
 
 // whereTimeGoes explains schemahook's P2 figure, the slowest one that is not a deliberate wait.
