@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -232,7 +233,8 @@ you undid them. -1 means no migration is applied.`,
 	return cmd
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+// nameRE compiles on first use: only `create` needs it, and every run pays for initialization.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`) })
 
 func (a *app) createCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -241,7 +243,7 @@ func (a *app) createCommand() *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(strings.TrimSpace(args[0])))
-			if !nameRE.MatchString(name) {
+			if !nameRE().MatchString(name) {
 				return usagef("NAME %q: use letters, digits and underscores, e.g. add_users_email_index", args[0])
 			}
 			dir := a.migrationsDir

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -116,7 +117,7 @@ func classify(err error) error {
 // free text that embeds them (error messages). The replacement keeps the shape so that the
 // result still reads as a connection string.
 func Redact(s string) string {
-	if t := strings.TrimSpace(s); urlRE.FindStringIndex(t) != nil && urlRE.FindStringIndex(t)[0] == 0 {
+	if t := strings.TrimSpace(s); urlRE().FindStringIndex(t) != nil && urlRE().FindStringIndex(t)[0] == 0 {
 		// A whole connection URL: pgx accepts characters in it that the embedded-URL pattern
 		// stops at (quotes, spaces), so redact it as one piece.
 		return redactURL(t)
@@ -125,21 +126,25 @@ func Redact(s string) string {
 	// an ordinary character in a keyword/value password), so each span gets its own.
 	var b strings.Builder
 	last := 0
-	for _, m := range urlRE.FindAllStringIndex(s, -1) {
-		b.WriteString(kvRE.ReplaceAllString(s[last:m[0]], "${1}"+mask))
+	for _, m := range urlRE().FindAllStringIndex(s, -1) {
+		b.WriteString(kvRE().ReplaceAllString(s[last:m[0]], "${1}"+mask))
 		b.WriteString(redactURL(s[m[0]:m[1]]))
 		last = m[1]
 	}
-	b.WriteString(kvRE.ReplaceAllString(s[last:], "${1}"+mask))
+	b.WriteString(kvRE().ReplaceAllString(s[last:], "${1}"+mask))
 	return b.String()
 }
 
 const mask = "xxxxx"
 
+// The patterns compile on first use: most runs redact nothing, and every run pays for what
+// package initialization does.
 var (
-	urlRE = regexp.MustCompile(`(?i)postgres(?:ql)?://[^\s"'<>]*`)
+	urlRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)postgres(?:ql)?://[^\s"'<>]*`) })
 	// [ssl]password=VALUE where VALUE is single-quoted (with \' escapes) or runs to whitespace.
-	kvRE = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']+)`)
+	kvRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']+)`)
+	})
 )
 
 // redactURL masks the userinfo password and password/sslpassword query values. It finds them

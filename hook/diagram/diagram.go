@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -294,10 +295,11 @@ func (s *Schema) WriteMermaid(w io.Writer) error {
 	return err
 }
 
+// Compiled on first use: this package is linked into every schemahook run, diagrams are rare.
 var (
-	plainEntity = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	plainAttr   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_\-\[\]()]*$`)
-	notAttrChar = regexp.MustCompile(`[^A-Za-z0-9_\-\[\]()]+`)
+	plainEntity = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
+	plainAttr   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_\-\[\]()]*$`) })
+	notAttrChar = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9_\-\[\]()]+`) })
 )
 
 func entityName(t *Table) string {
@@ -305,7 +307,7 @@ func entityName(t *Table) string {
 	if t.Schema != "public" {
 		name = t.Schema + "." + t.Name
 	}
-	if plainEntity.MatchString(name) {
+	if plainEntity().MatchString(name) {
 		return name
 	}
 	// Mermaid's quoted entity names may not contain '"', '%' or '\'.
@@ -314,11 +316,11 @@ func entityName(t *Table) string {
 
 // attrWord makes s a valid Mermaid attribute word; exact is false when it had to change it.
 func attrWord(s string) (word string, exact bool) {
-	if plainAttr.MatchString(s) {
+	if plainAttr().MatchString(s) {
 		return s, true
 	}
-	w := strings.Trim(notAttrChar.ReplaceAllString(s, "_"), "_")
-	if w == "" || !plainAttr.MatchString(w) {
+	w := strings.Trim(notAttrChar().ReplaceAllString(s, "_"), "_")
+	if w == "" || !plainAttr().MatchString(w) {
 		w = "_" + w
 	}
 	return w, false

@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,9 +106,6 @@ func New(opts ...Option) *Linter {
 	return l
 }
 
-// fileRE is golang-migrate's file name pattern restricted to .sql files, as in package source.
-var fileRE = regexp.MustCompile(`^([0-9]+)_(.+)\.(up|down)\.sql$`)
-
 // Dir lints every *.sql file in dir of fsys. Unlike source.Load it does not stop at problems
 // with the set of files (a missing down file, a bad name): those become findings, so one run
 // reports everything. It returns an error wrapping source.ErrInvalid only when the directory
@@ -137,27 +133,27 @@ func (l *Linter) Dir(fsys fs.FS, dir string) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: reading %s: %w", source.ErrInvalid, name, err)
 		}
-		m := fileRE.FindStringSubmatch(name)
+		fn, ok := source.ParseFileName(name)
 		var v uint64
-		if m != nil {
-			v, err = strconv.ParseUint(m[1], 10, 64)
+		if ok {
+			v, err = strconv.ParseUint(fn.Version, 10, 64)
 		}
-		if m == nil || err != nil {
+		if !ok || err != nil {
 			rep.add(l.finding(name, 1, 1, RuleInvalidFile, "the file name must look like 000001_create_users.up.sql (or .down.sql) with a version that fits 64 bits; golang-migrate would skip this file silently"))
 			continue
 		}
 		p := byVersion[v]
 		if p == nil {
-			p = &pair{name: m[2]}
+			p = &pair{name: fn.Name}
 			byVersion[v] = p
 		}
-		up := m[3] == "up"
+		up := fn.Up
 		switch {
-		case p.name != m[2]:
+		case p.name != fn.Name:
 			rep.add(l.finding(name, 1, 1, RuleInvalidFile, fmt.Sprintf("version %d is also used by %q: each version needs exactly one name", v, p.name)))
 			continue
 		case up && p.up != "", !up && p.down != "":
-			rep.add(l.finding(name, 1, 1, RuleInvalidFile, fmt.Sprintf("duplicate %s file for version %d", m[3], v)))
+			rep.add(l.finding(name, 1, 1, RuleInvalidFile, fmt.Sprintf("duplicate %s file for version %d", map[bool]string{true: "up", false: "down"}[up], v)))
 			continue
 		case up:
 			p.up, p.upSQL = name, string(body)

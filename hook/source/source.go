@@ -131,20 +131,20 @@ func (m *Migration) setDown(body string, problems []error) []error {
 	return problems
 }
 
-// fileName is a parsed migration file name: golang-migrate's NNN_name.(up|down).ext with the
+// FileName is a parsed migration file name: golang-migrate's NNN_name.(up|down).ext with the
 // extension fixed to sql.
-type fileName struct {
-	version string // the digits, as written
-	name    string
-	up      bool
+type FileName struct {
+	Version string // the digits, as written
+	Name    string
+	Up      bool // .up.sql rather than .down.sql
 }
 
-// parseFileName parses golang-migrate's pattern ^([0-9]+)_(.+)\.(up|down)\.sql$ by hand: Load
+// ParseFileName parses golang-migrate's pattern ^([0-9]+)_(.+)\.(up|down)\.sql$ by hand: Load
 // runs it on every file of every update, and the regexp's allocations were most of its cost.
-func parseFileName(s string) (fileName, bool) {
-	var f fileName
+func ParseFileName(s string) (FileName, bool) {
+	var f FileName
 	rest, ok := strings.CutSuffix(s, ".up.sql")
-	if f.up = ok; !ok {
+	if f.Up = ok; !ok {
 		if rest, ok = strings.CutSuffix(s, ".down.sql"); !ok {
 			return f, false
 		}
@@ -156,7 +156,7 @@ func parseFileName(s string) (fileName, bool) {
 	if digits == 0 || digits+1 >= len(rest) || rest[digits] != '_' {
 		return f, false
 	}
-	f.version, f.name = rest[:digits], rest[digits+1:]
+	f.Version, f.Name = rest[:digits], rest[digits+1:]
 	return f, true
 }
 
@@ -179,7 +179,7 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 			continue
 		}
 		name := e.Name()
-		fn, ok := parseFileName(name)
+		fn, ok := ParseFileName(name)
 		if !ok {
 			problems = append(problems, fmt.Errorf("%s: file name must look like 000001_create_users.up.sql (or .down.sql)", name))
 			continue
@@ -187,24 +187,24 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 		// 63 bits, not 64: schema_migrations.version is a bigint and the driver works with int
 		// versions (NilVersion is -1), so a larger version would wrap negative — seen as
 		// "database newer than this release" or recorded as a negative version.
-		v, err := strconv.ParseUint(fn.version, 10, 63)
+		v, err := strconv.ParseUint(fn.Version, 10, 63)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, fn.version))
+			problems = append(problems, fmt.Errorf("%s: version %q is out of range (at most 9223372036854775807, PostgreSQL's bigint)", name, fn.Version))
 			continue
 		}
 		mig := byVersion[uint(v)]
 		if mig == nil {
-			mig = &Migration{Version: uint(v), Name: fn.name, catalog: c}
+			mig = &Migration{Version: uint(v), Name: fn.Name, catalog: c}
 			byVersion[uint(v)] = mig
 		}
 		switch {
-		case mig.Name != fn.name:
+		case mig.Name != fn.Name:
 			problems = append(problems, fmt.Errorf("%s: version %d is also used by %q: each version needs exactly one name", name, v, mig.Name))
-		case fn.up && mig.Up.Name != "":
+		case fn.Up && mig.Up.Name != "":
 			problems = append(problems, fmt.Errorf("%s: duplicate up migration for version %d (also %s)", name, v, mig.Up.Name))
-		case !fn.up && mig.downName != "":
+		case !fn.Up && mig.downName != "":
 			problems = append(problems, fmt.Errorf("%s: duplicate down migration for version %d (also %s)", name, v, mig.downName))
-		case fn.up:
+		case fn.Up:
 			mig.Up.Name = name
 			names, toRead = append(names, name), append(toRead, read{mig, true})
 		default:
@@ -420,11 +420,11 @@ func (f catalogFS) ReadDir(name string) ([]fs.DirEntry, error) {
 // fileOf returns the migration that name is a file of, and whether it is the up file; nil when
 // name is not one of the catalog's files.
 func (c *Catalog) fileOf(name string) (m *Migration, up bool) {
-	fn, ok := parseFileName(name)
+	fn, ok := ParseFileName(name)
 	if !ok {
 		return nil, false
 	}
-	v, err := strconv.ParseUint(fn.version, 10, 63)
+	v, err := strconv.ParseUint(fn.Version, 10, 63)
 	if err != nil {
 		return nil, false
 	}

@@ -86,14 +86,14 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-// checkNames holds parseFileName to golang-migrate's file name pattern, which it replaces.
+// checkNames holds ParseFileName to golang-migrate's file name pattern, which it replaces.
 func checkNames(t *testing.T, fsys fstest.MapFS) {
 	t.Helper()
 	for name := range fsys {
 		m := fileRE.FindStringSubmatch(name)
-		f, ok := parseFileName(name)
-		if (m != nil) != ok || ok && (f.version != m[1] || f.name != m[2] || f.up != (m[3] == "up")) {
-			t.Fatalf("parseFileName(%q) = %+v, %t; the pattern gives %q", name, f, ok, m)
+		f, ok := ParseFileName(name)
+		if (m != nil) != ok || ok && (f.Version != m[1] || f.Name != m[2] || f.Up != (m[3] == "up")) {
+			t.Fatalf("ParseFileName(%q) = %+v, %t; the pattern gives %q", name, f, ok, m)
 		}
 	}
 }
