@@ -221,10 +221,6 @@ func (a *app) catalog() (*source.Catalog, error) {
 
 // runner builds a Runner from the shared settings plus per-command driver options.
 func (a *app) runner(d pgdriver.Options, waitForDB time.Duration) (*runner.Runner, error) {
-	cat, err := a.catalog()
-	if err != nil {
-		return nil, err
-	}
 	cfg, err := dbconn.Config(a.databaseURL)
 	if err != nil {
 		return nil, err
@@ -234,7 +230,8 @@ func (a *app) runner(d pgdriver.Options, waitForDB time.Duration) (*runner.Runne
 		host, _ := os.Hostname()
 		d.AppliedBy = fmt.Sprintf("%s@%s (schemahook %s)", cfg.User, host, version.Version)
 	}
-	return runner.New(cfg, cat, runner.WithLogger(a.log), runner.WithDriverOptions(d), runner.WithWaitForDB(waitForDB)), nil
+	// The catalog is read while the runner connects (see runner.NewLoading).
+	return runner.NewLoading(cfg, a.catalog, runner.WithLogger(a.log), runner.WithDriverOptions(d), runner.WithWaitForDB(waitForDB)), nil
 }
 
 func nonNegative(name string, d time.Duration) error {

@@ -144,8 +144,12 @@ the time is up — use it as an init container so app pods start only on a curre
 			} else {
 				err = r.Check(cmd.Context())
 			}
+			if err != nil {
+				return err
+			}
+			cat, err := r.Catalog() // read by the check
 			if err == nil {
-				a.log.Info("schema is current", "version", r.Catalog().Head().Version)
+				a.log.Info("schema is current", "version", cat.Head().Version)
 			}
 			return err
 		},

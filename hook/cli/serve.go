@@ -33,6 +33,10 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cat, err := r.Catalog() // broken migrations stop the server before it listens
+			if err != nil {
+				return err
+			}
 			g := &gate{r: r, interval: interval}
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -55,7 +59,7 @@ func (a *app) serveCommand() *cobra.Command {
 			srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 			errc := make(chan error, 1)
 			go func() { errc <- srv.ListenAndServe() }()
-			a.log.Info("serving", "addr", addr, "head", r.Catalog().Head().Version)
+			a.log.Info("serving", "addr", addr, "head", cat.Head().Version)
 			select {
 			case err := <-errc:
 				return err

@@ -35,9 +35,9 @@ func (r *Runner) downgrade(s *session) (res Result, err error) {
 		return res, err
 	}
 	res = Result{From: st.Version, To: st.Version}
-	head := int(r.catalog.Head().Version)
+	head := int(r.catalog().Head().Version)
 	if st.Dirty {
-		return res, dirtyError(st.Version, r.catalog)
+		return res, dirtyError(st.Version, r.catalog())
 	}
 	if st.Version <= head {
 		r.o.log.Info("no downgrade needed", "version", st.Version, "head", head)
@@ -122,7 +122,7 @@ func (r *Runner) Guard(ctx context.Context, allowDowngrade bool) error {
 	if err != nil {
 		return err
 	}
-	head := r.catalog.Head().Version
+	head := r.catalog().Head().Version
 	if st.Version > int(head) {
 		return fmt.Errorf("%w: rolling back to a release whose schema is version %d, but the database is at %d. "+
 			"The rollback was stopped before changing anything. Choose: restore the database from a backup taken before the upgrade, "+

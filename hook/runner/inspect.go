@@ -50,7 +50,7 @@ func (r *Runner) drifts(st pgdriver.State) []Drift {
 		if int(h.Version) > st.Version {
 			continue
 		}
-		m := r.catalog.Lookup(h.Version)
+		m := r.catalog().Lookup(h.Version)
 		switch {
 		case m == nil:
 			out = append(out, Drift{Version: h.Version, Name: h.Name, Applied: h.Checksum,
@@ -60,7 +60,7 @@ func (r *Runner) drifts(st pgdriver.State) []Drift {
 				Problem: "file changed after it was applied"})
 		}
 	}
-	if st.Version >= 0 && r.catalog.Lookup(uint(st.Version)) == nil && st.Version <= int(r.catalog.Head().Version) {
+	if st.Version >= 0 && r.catalog().Lookup(uint(st.Version)) == nil && st.Version <= int(r.catalog().Head().Version) {
 		out = append(out, Drift{Version: uint(st.Version), Problem: "the database is at this version but no migration file has it"})
 	}
 	return out
@@ -68,9 +68,9 @@ func (r *Runner) drifts(st pgdriver.State) []Drift {
 
 // refusal returns the states no release may migrate from or run on: dirty, or newer than it.
 func (r *Runner) refusal(st pgdriver.State) error {
-	switch head := r.catalog.Head().Version; {
+	switch head := r.catalog().Head().Version; {
 	case st.Dirty:
-		return dirtyError(st.Version, r.catalog)
+		return dirtyError(st.Version, r.catalog())
 	case st.Version > int(head):
 		return newerError(st.Version, head)
 	}
@@ -138,11 +138,11 @@ func (r *Runner) current(st pgdriver.State) error {
 	if err := r.refusal(st); err != nil {
 		return err
 	}
-	head := r.catalog.Head().Version
+	head := r.catalog().Head().Version
 	if st.Version == int(head) {
 		return nil
 	}
-	pending := r.catalog.After(versionPtr(st.Version))
+	pending := r.catalog().After(versionPtr(st.Version))
 	names := make([]string, 0, 3)
 	for i, m := range pending {
 		if i == 3 {
@@ -174,7 +174,7 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 		err := r.Check(deadline)
 		if err == nil {
 			if attempt > 0 {
-				r.o.log.Info("schema is current", "version", r.catalog.Head().Version, "waited", time.Since(start).Round(time.Millisecond).String())
+				r.o.log.Info("schema is current", "version", r.catalog().Head().Version, "waited", time.Since(start).Round(time.Millisecond).String())
 			}
 			return nil
 		}

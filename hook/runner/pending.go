@@ -25,11 +25,11 @@ func (r *Runner) Pending(ctx context.Context) (n int, err error) {
 	if err := r.validate(st); err != nil {
 		return 0, err
 	}
-	n = len(r.catalog.After(versionPtr(st.Version)))
+	n = len(r.catalog().After(versionPtr(st.Version)))
 	if n > 0 {
 		// Update would refuse a bad down file before migrating: say so before anything is
 		// stopped for it.
-		if err := r.catalog.ReadDowns(); err != nil {
+		if err := r.catalog().ReadDowns(); err != nil {
 			return 0, err
 		}
 	}

@@ -31,7 +31,7 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 	if d.LockTimeout == 0 {
 		d.LockTimeout = pgdriver.DefaultLockTimeout
 	}
-	pending := r.catalog.After(versionPtr(st.Version))
+	pending := r.catalog().After(versionPtr(st.Version))
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- schemahook plan for %s\n", s.conn.Config().Database)
 	if len(pending) == 0 {
@@ -39,14 +39,14 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	if err := r.catalog.ReadDowns(); err != nil {
+	if err := r.catalog().ReadDowns(); err != nil {
 		return err // as Update would
 	}
 	from := "an empty database"
 	if st.Version != pgdriver.NilVersion {
 		from = fmt.Sprintf("version %d", st.Version)
 	}
-	fmt.Fprintf(&b, "-- from %s to %d: %d migration(s)\n", from, r.catalog.Head().Version, len(pending))
+	fmt.Fprintf(&b, "-- from %s to %d: %d migration(s)\n", from, r.catalog().Head().Version, len(pending))
 	if !st.Initialized || !st.HasHistory {
 		fmt.Fprintf(&b, "-- first, the version and history tables are created (schema_migrations, schemahook_history)\n")
 	}

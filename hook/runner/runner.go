@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -36,9 +37,9 @@ var (
 
 // Runner runs schemahook's operations for one database and one migration catalog.
 type Runner struct {
-	cfg     *pgx.ConnConfig
-	catalog *source.Catalog
-	o       options
+	cfg  *pgx.ConnConfig
+	load func() (*source.Catalog, error) // once; see NewLoading
+	o    options
 }
 
 type options struct {
@@ -63,15 +64,30 @@ func WithWaitForDB(d time.Duration) Option { return func(o *options) { o.waitFor
 // New returns a Runner. cfg says where to connect (see dbconn.Config); catalog is the loaded
 // migration directory.
 func New(cfg *pgx.ConnConfig, catalog *source.Catalog, opts ...Option) *Runner {
+	return NewLoading(cfg, func() (*source.Catalog, error) { return catalog, nil }, opts...)
+}
+
+// NewLoading returns a Runner whose catalog is read by load, once, while its first operation
+// connects: reading hundreds of files and setting up a connection (TCP, authentication, a new
+// server process) are the two slowest parts of a no-op update, and they do not depend on each
+// other. An error from load is the operation's error; the connection is then dropped unused.
+func NewLoading(cfg *pgx.ConnConfig, load func() (*source.Catalog, error), opts ...Option) *Runner {
 	o := options{log: slog.Default()}
 	for _, f := range opts {
 		f(&o)
 	}
-	return &Runner{cfg: cfg, catalog: catalog, o: o}
+	return &Runner{cfg: cfg, load: sync.OnceValues(load), o: o}
 }
 
-// Catalog returns the migrations the runner works with.
-func (r *Runner) Catalog() *source.Catalog { return r.catalog }
+// Catalog returns the migrations the runner works with, reading them if no operation has yet.
+func (r *Runner) Catalog() (*source.Catalog, error) { return r.load() }
+
+// catalog returns the catalog to code that runs after an operation has read it (open, or a
+// check of Catalog's error): it is never nil there.
+func (r *Runner) catalog() *source.Catalog {
+	c, _ := r.load()
+	return c
+}
 
 // Result describes what Update did.
 type Result struct {
@@ -105,12 +121,12 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	if err := r.validate(st); err != nil {
 		return res, err
 	}
-	head := int(r.catalog.Head().Version)
+	head := int(r.catalog().Head().Version)
 	adopt := st.Version >= 0 && len(st.History) < r.appliedCount(st.Version)
 	if st.Version != head || adopt {
 		// What follows records or runs down files: a bad one stops the update here, before
 		// anything changes. A no-op never reads them.
-		if err := r.catalog.ReadDowns(); err != nil {
+		if err := r.catalog().ReadDowns(); err != nil {
 			return res, err
 		}
 	}
@@ -130,7 +146,7 @@ func (r *Runner) update(s *session) (res Result, err error) {
 		r.o.log.Info("schema is current", "version", head)
 		return res, nil
 	}
-	pending := r.catalog.After(versionPtr(st.Version))
+	pending := r.catalog().After(versionPtr(st.Version))
 	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
 		"from", st.Version, "to", head, "pending", len(pending))
 	start := time.Now()
@@ -169,7 +185,7 @@ func (r *Runner) locked(ctx context.Context, fn func(*session) error) (err error
 
 // appliedCount is the number of catalog migrations at or below version.
 func (r *Runner) appliedCount(version int) int {
-	return len(r.catalog.Migrations()) - len(r.catalog.After(versionPtr(version)))
+	return len(r.catalog().Migrations()) - len(r.catalog().After(versionPtr(version)))
 }
 
 func versionPtr(v int) *uint {
@@ -185,11 +201,14 @@ func versionPtr(v int) *uint {
 // finished or undone a partially applied no-transaction migration. History rows above version
 // are deleted and missing ones up to it are recorded from the files.
 func (r *Runner) Force(ctx context.Context, version int) error {
-	if version != pgdriver.NilVersion && (version < 0 || r.catalog.Lookup(uint(version)) == nil) {
-		return fmt.Errorf("%w: version %d is not in the migrations (head %d): force to a version that exists, or -1 for none",
-			source.ErrInvalid, version, r.catalog.Head().Version)
+	if _, err := r.load(); err != nil {
+		return err
 	}
-	if err := r.catalog.ReadDowns(); err != nil {
+	if version != pgdriver.NilVersion && (version < 0 || r.catalog().Lookup(uint(version)) == nil) {
+		return fmt.Errorf("%w: version %d is not in the migrations (head %d): force to a version that exists, or -1 for none",
+			source.ErrInvalid, version, r.catalog().Head().Version)
+	}
+	if err := r.catalog().ReadDowns(); err != nil {
 		return err // history rows record the down files
 	}
 	return r.locked(ctx, func(s *session) error {
@@ -214,12 +233,34 @@ type session struct {
 	drv  *pgdriver.Driver
 }
 
+// open connects and reads the catalog (the first time) at once. A catalog error wins: it says
+// what to fix, and waiting for a database that is down would only delay it.
 func (r *Runner) open(ctx context.Context, wait time.Duration) (*session, error) {
-	conn, err := dbconn.Connect(ctx, r.cfg, wait, r.o.log)
+	type dialed struct {
+		conn *pgx.Conn
+		err  error
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan dialed, 1)
+	go func() {
+		conn, err := dbconn.Connect(dctx, r.cfg, wait, r.o.log)
+		done <- dialed{conn, err}
+	}()
+	cat, err := r.load()
 	if err != nil {
+		cancel()
+		if d := <-done; d.conn != nil {
+			err = errors.Join(err, d.conn.Close(context.WithoutCancel(ctx)))
+		}
 		return nil, err
 	}
-	drv, err := pgdriver.New(ctx, conn, r.catalog, r.o.driver, r.o.log)
+	d := <-done
+	if d.err != nil {
+		return nil, d.err
+	}
+	conn := d.conn
+	drv, err := pgdriver.New(ctx, conn, cat, r.o.driver, r.o.log)
 	if err != nil {
 		return nil, errors.Join(err, conn.Close(context.WithoutCancel(ctx)))
 	}

@@ -39,8 +39,8 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 		return nil, err
 	}
 	out := &Status{
-		Database: dbconn.Describe(r.cfg), Dirty: st.Dirty, Head: r.catalog.Head().Version,
-		Pending: refs(r.catalog.After(versionPtr(st.Version))), Applied: st.History,
+		Database: dbconn.Describe(r.cfg), Dirty: st.Dirty, Head: r.catalog().Head().Version,
+		Pending: refs(r.catalog().After(versionPtr(st.Version))), Applied: st.History,
 		Drift: r.drifts(st), Initialized: st.Initialized,
 	}
 	if out.Applied == nil {

@@ -341,3 +341,33 @@ func TestBadDownFileStopsOnlyWhatNeedsIt(t *testing.T) {
 		}
 	}
 }
+
+// The catalog is read while the connection is set up (runner.NewLoading): broken migrations
+// must still be reported at once with the usage exit code, not after waiting for a database
+// that is down, and a database that is down with good migrations is still waited for.
+func TestBrokenMigrationsReportedWithoutWaitingForTheDatabase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "postgres://nobody@" + ln.Addr().String() + "/nothing?sslmode=disable&connect_timeout=2"
+	ln.Close() // nothing listens there now
+
+	files := upTo(exampleFiles(t), 2)
+	files["000003_oops.up.sql"] = "CREATE TABLE oops (id int);" // no down file, not irreversible
+	broken := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files), "SCHEMAHOOK_WAIT_FOR_DB=30s"}
+	for _, cmd := range []string{"update", "status", "plan"} {
+		start := time.Now()
+		r := cli(t, down, broken, cmd)
+		if took := time.Since(start); r.Code != exitUsage || !strings.Contains(r.Stderr, "000003_oops.up.sql: missing 000003_oops.down.sql") || took > 10*time.Second {
+			t.Fatalf("%s with broken migrations and no database: exit %d after %s, stderr %q; want exit %d about the missing down file, at once",
+				cmd, r.Code, took.Round(time.Millisecond), r.Stderr, exitUsage)
+		}
+	}
+	good := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, upTo(exampleFiles(t), 2)), "SCHEMAHOOK_WAIT_FOR_DB=3s"}
+	start := time.Now()
+	r := cli(t, down, good, "update")
+	if took := time.Since(start); r.Code != exitTimeout || took < 3*time.Second {
+		t.Fatalf("update with good migrations and no database: exit %d after %s; want exit %d after waiting 3s", r.Code, took.Round(time.Millisecond), exitTimeout)
+	}
+}
