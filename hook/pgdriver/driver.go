@@ -5,12 +5,19 @@
 // a failing file leaves the version "dirty". This driver keeps golang-migrate's loop and changes
 // only what a driver decides:
 //
-//   - transaction scope: SetVersion(dirty) only records the step; Run opens a transaction, runs
-//     the file in it, and SetVersion(clean) writes the version row and the history row in the
-//     same transaction and commits. A failure rolls everything back: the database stays at the
-//     previous version, clean. Files marked "-- schemahook:no-transaction" run statement by
-//     statement outside a transaction (CREATE INDEX CONCURRENTLY needs that) and are the only
-//     ones that can leave the version dirty.
+//   - transaction scope: a file, its version row and its history row commit together. A
+//     failure rolls everything back: the database stays at the previous version, clean.
+//     Files marked "-- schemahook:no-transaction" run statement by statement outside a
+//     transaction (CREATE INDEX CONCURRENTLY needs that) and are the only ones that can leave
+//     the version dirty.
+//   - round trips: each costs more than the server's work on a small migration
+//     (docs/benchmarks.md), so SetVersion(dirty) only records the step, Run only checks the
+//     file, and SetVersion(clean) sends BEGIN, the file, the rows and COMMIT as one
+//     simple-protocol query. That protocol has no parameters: the rows' values are literals,
+//     which is safe only with standard_conforming_strings on and after a file that ends
+//     outside any quote or comment. A file that fails that test, or that has transaction
+//     control of its own, takes two round trips: Run sends it in an open transaction, whose
+//     status shows whether the file ended it, and SetVersion(clean) writes the rows and commits.
 //   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
 //     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
 //     retried with backoff until the context's deadline, so a migration queued behind a long
@@ -33,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/jackc/pgerrcode"
@@ -113,6 +121,7 @@ type step struct {
 	down     *source.File // the migration's down file, recorded in the history by an up step
 	up       bool
 	inTx     bool // Run left a transaction open for SetVersion(clean) to commit
+	deferred bool // Run only checked the file: SetVersion(clean) sends it with the rows
 	retries  int
 	started  time.Time
 }
@@ -261,8 +270,9 @@ func (d *Driver) Version() (int, bool, error) {
 }
 
 // SetVersion is called by golang-migrate around every migration. With dirty=true it only
-// records the step; the transaction starts in Run. With dirty=false it writes the version and
-// history rows — in the step's transaction, which it commits, when Run left one open.
+// records the step. With dirty=false it writes the version and history rows and commits: with
+// the file in one query when Run deferred it, in the transaction Run left open otherwise. A
+// failing file therefore fails here for most steps, with the same *MigrationError.
 func (d *Driver) SetVersion(version int, dirty bool) error {
 	if dirty {
 		return d.begin(version)
@@ -310,7 +320,8 @@ func (d *Driver) begin(to int) error {
 	return nil
 }
 
-// Run executes one migration file of the pending step.
+// Run executes one migration file of the pending step, or, when the file can travel in one
+// query with its rows (oneTrip), only checks it and leaves it to SetVersion(clean).
 func (d *Driver) Run(r io.Reader) error {
 	p := d.pending
 	if p == nil {
@@ -328,11 +339,62 @@ func (d *Driver) Run(r io.Reader) error {
 	if p.file.NoTransaction {
 		return d.runStatements(p)
 	}
+	if d.oneTrip(p.file.SQL) {
+		p.deferred = true
+		return nil
+	}
 	return d.runTransaction(p)
 }
 
+// oneTrip reports whether a transactional file can be sent in one query with its rows and
+// COMMIT (runDeferred). What follows the file must be read as new tokens, so it must not end
+// inside a quote or a block comment. It must not start or end the transaction itself: on the
+// two-round-trip path the transaction status after the file shows that before anything is
+// recorded, while in one query the rows would already be written in whatever transaction
+// follows. Literals need standard_conforming_strings=on and UTF-8, which EscapeString checks.
+func (d *Driver) oneTrip(sql string) bool {
+	if _, err := d.conn.PgConn().EscapeString(""); err != nil || !queryText(sql) || sqlsplit.Unterminated(sql) {
+		return false
+	}
+	for _, st := range sqlsplit.Split(sql) {
+		if controlsTransaction(st.SQL) {
+			return false
+		}
+	}
+	return true
+}
+
+// controlsTransaction reports whether stmt may start or end a transaction block: BEGIN, START
+// TRANSACTION, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION. ROLLBACK TO SAVEPOINT would
+// be harmless, but is rare enough to take the careful path too.
+func controlsTransaction(stmt string) bool {
+	switch w, rest := keyword(stmt); w {
+	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
+		return true
+	case "PREPARE":
+		w, _ = keyword(rest)
+		return w == "TRANSACTION"
+	}
+	return false
+}
+
+// keyword returns the first word of s, after blanks and comments, in upper case, and the rest.
+func keyword(s string) (string, string) {
+	i := sqlsplit.SkipBlanks(s, 0)
+	j := i
+	for j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+		j++
+	}
+	return strings.ToUpper(s[i:j]), s[j:]
+}
+
+// queryText reports whether a query string can hold s: the protocol ends strings at a NUL
+// byte, and the server rejects invalid UTF-8 before parsing anything.
+func queryText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
 // runTransaction runs the whole file in one transaction, retrying lock timeouts. On success
-// the transaction stays open for SetVersion(clean).
+// the transaction stays open for SetVersion(clean): the two-round-trip path, for the files
+// oneTrip turns away.
 //
 // BEGIN and the SET LOCALs travel in the same simple-protocol query as the file: one round
 // trip per attempt instead of two, the largest per-migration cost after the server's own work
@@ -349,16 +411,15 @@ func (d *Driver) runTransaction(p *step) error {
 		completed, err := d.exec(query)
 		if err == nil {
 			if d.conn.PgConn().TxStatus() != 'T' {
-				// The file ended our transaction itself (COMMIT/ROLLBACK inside); what it did is
-				// committed without a version row. Say so; the version is marked dirty.
 				p.inTx = false
-				return errors.Join(&MigrationError{Step: p, File: p.file.Name, Dirty: true,
-					Err: errors.New("the file ended the transaction itself (COMMIT or ROLLBACK): remove transaction control statements, schemahook wraps each file in a transaction")},
-					d.writeVersion(p.to, true))
+				return d.endedItself(p, nil)
 			}
 			return nil
 		}
 		p.inTx = false
+		if d.endedBefore(completed, err) {
+			return d.endedItself(p, err)
+		}
 		// A parse error anywhere fails the string before BEGIN runs; count the file's statements
 		// from its first one either way.
 		completed = max(completed, nPrelude)
@@ -375,6 +436,27 @@ func (d *Driver) runTransaction(p *step) error {
 			return d.failure(p, query, off, completed, err, false)
 		}
 	}
+}
+
+// endedBefore reports whether the query that failed with err had ended the step's transaction
+// before failing: BEGIN ran (a parse error runs nothing), yet no transaction is open, so the
+// failing statement ran after a COMMIT or ROLLBACK of the file's own.
+func (d *Driver) endedBefore(completed int, err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && completed > 0 && d.conn.PgConn().TxStatus() == 'I'
+}
+
+// endedItself reports a file that ended the step's transaction itself (COMMIT or ROLLBACK in
+// it), possibly failing afterwards (after): what it did before is committed without a version
+// row, so the version is marked dirty.
+func (d *Driver) endedItself(p *step, after error) error {
+	msg := "the file ended the transaction itself (COMMIT or ROLLBACK)"
+	if after != nil {
+		msg += " and then failed (" + after.Error() + ")"
+	}
+	return errors.Join(&MigrationError{Step: p, File: p.file.Name, Dirty: true,
+		Err: errors.New(msg + ": remove transaction control statements, schemahook wraps each file in a transaction")},
+		d.writeVersion(p.to, true))
 }
 
 // runStatements runs a no-transaction file statement by statement. The version is marked
@@ -427,25 +509,21 @@ func (d *Driver) runStatements(p *step) error {
 }
 
 // finish writes the version and history rows of a successful step and commits its transaction.
+// A deferred step's file runs here too, in the same query (runDeferred), unless its rows cannot
+// be written as literals or the file's last statement is unfinished: then it takes the
+// two-round-trip path after all, which reports such a file's error as before.
 func (d *Driver) finish(p *step) error {
-	batch := &pgx.Batch{}
-	d.queueVersion(batch, p.to, false)
-	if p.up {
-		m := p.mig
-		var down *string
-		downNoTx := false
-		if p.down != nil {
-			down, downNoTx = &p.down.SQL, p.down.NoTransaction
+	if p.deferred {
+		if done, err := d.runDeferred(p); done {
+			return err
 		}
-		batch.Queue(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries)
-			VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9)
-			ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, down_sql = EXCLUDED.down_sql,
-				down_no_transaction = EXCLUDED.down_no_transaction, irreversible = EXCLUDED.irreversible, applied_at = EXCLUDED.applied_at,
-				duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by, retries = EXCLUDED.retries`,
-			int64(m.Version), m.Name, m.Checksum, down, downNoTx, m.Irreversible,
-			float64(time.Since(p.started).Microseconds())/1000, d.opts.AppliedBy, p.retries)
-	} else {
-		batch.Queue(`DELETE FROM `+d.historyTable+` WHERE version > $1`, int64(p.to))
+		if err := d.runTransaction(p); err != nil {
+			return err
+		}
+	}
+	batch := &pgx.Batch{}
+	for _, s := range d.records(p, &values{}, time.Since(p.started)) {
+		batch.Queue(s.sql, s.args...)
 	}
 	if p.inTx {
 		batch.Queue("COMMIT")
@@ -457,10 +535,137 @@ func (d *Driver) finish(p *step) error {
 		}
 		return err
 	}
+	d.logDone(p)
+	return nil
+}
+
+// runDeferred runs a deferred step in one round trip per attempt: BEGIN and the SET LOCALs,
+// the file, its rows and COMMIT in one simple-protocol query, retried whole on lock timeouts
+// like runTransaction. It returns done=false, having sent nothing that ran, when the step must
+// take the two-round-trip path after all.
+//
+// The server parses the whole string before running any of it and stops at the first error,
+// so a failing file runs none of the rows nor the COMMIT, and its aborted transaction is
+// rolled back. Where the error lies — by its position, or else by the statements completed
+// before it — tells a file's error (a *MigrationError with the file's line, as on the other
+// path) from one in recording the step (the rows, or the COMMIT: a deferred constraint).
+func (d *Driver) runDeferred(p *step) (done bool, err error) {
+	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
+	nPrelude := strings.Count(prelude, ";")
+	head := len(prelude) + len(p.file.SQL) // the query up to the end of the file
+	retry := d.retryPolicy()
+	for attempt := 0; ; attempt++ {
+		v := &values{pg: d.conn.PgConn()}
+		var b strings.Builder
+		b.WriteString(prelude)
+		b.WriteString(p.file.SQL)
+		// The newline ends a trailing "--" comment, the semicolon the file's last statement.
+		b.WriteString("\n;\n")
+		for _, s := range d.records(p, v, time.Since(p.started)) {
+			b.WriteString(s.sql)
+			b.WriteString(";\n")
+		}
+		b.WriteString("COMMIT")
+		if v.err != nil {
+			return false, nil
+		}
+		query := b.String()
+		results, err := d.conn.PgConn().Exec(d.ctx, query).ReadAll()
+		if err == nil {
+			return true, d.committed(p, results)
+		}
+		completed := 0
+		for _, r := range results {
+			if r.Err == nil {
+				completed++
+			}
+		}
+		var pgErr *pgconn.PgError
+		answered := errors.As(err, &pgErr)
+		inFile := !answered || before(query, head, completed, pgErr)
+		if answered && completed == 0 && !inFile {
+			// A syntax error after the file, where only our own SQL is: the file's last
+			// statement is unfinished. Nothing ran; the other path reports it as the file's.
+			return false, nil
+		}
+		// A failing COMMIT ends the transaction too; only a statement before it tells.
+		if d.endedBefore(completed, err) && before(query, len(query)-len("COMMIT"), completed, pgErr) {
+			return true, d.endedItself(p, err)
+		}
+		rbErr := d.rollback()
+		switch {
+		case !answered && !pgconn.SafeToRetry(err):
+			// The query was sent, with its COMMIT, and no answer came: the server may have
+			// committed it before the connection failed.
+			e := d.failure(p, query[:head], -len(prelude), 0, err, false)
+			e.Unknown = true
+			return true, errors.Join(e, rbErr)
+		case !inFile && !retryable(err):
+			return true, errors.Join(fmt.Errorf("recording version %d: %w", p.to, err), rbErr)
+		case rbErr != nil || !retryable(err):
+			return true, errors.Join(d.failure(p, query[:head], -len(prelude), max(completed, nPrelude), err, false), rbErr)
+		}
+		p.retries++
+		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
+			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
+		if retry.Sleep(d.ctx, attempt) != nil {
+			return true, d.failure(p, query[:head], -len(prelude), max(completed, nPrelude), err, false)
+		}
+	}
+}
+
+// before reports whether pgErr, raised by query after completed statements succeeded, lies
+// within query[:head]: by its position when it has one, else by the statement that failed.
+func before(query string, head, completed int, pgErr *pgconn.PgError) bool {
+	if pgErr.Position > 0 {
+		return byteOffset(query, int(pgErr.Position)) < head
+	}
+	return completed < len(sqlsplit.Split(query[:head]))
+}
+
+// committed checks that a one-round-trip query ended with its own COMMIT and logs the step.
+func (d *Driver) committed(p *step, results []*pgconn.Result) error {
+	tag := ""
+	if len(results) > 0 {
+		tag = results[len(results)-1].CommandTag.String()
+	}
+	if status := d.conn.PgConn().TxStatus(); status != 'I' || tag != "COMMIT" {
+		return errors.Join(fmt.Errorf("recording version %d: the server did not confirm the COMMIT of %s (last command %q, transaction status %q): "+
+			"the step was rolled back or its state is unknown — `schemahook status` shows the version", p.to, p.file.Name, tag, status), d.rollback())
+	}
+	d.logDone(p)
+	return nil
+}
+
+// logDone logs a step whose rows are committed.
+func (d *Driver) logDone(p *step) {
 	d.log.Info(map[bool]string{true: "applied migration", false: "reverted migration"}[p.up],
 		"version", p.mig.Version, "name", p.mig.Name, "duration", time.Since(p.started).Round(time.Microsecond).String(),
 		"transaction", !p.file.NoTransaction, "retries", p.retries)
-	return nil
+}
+
+// records returns the statements that record step p: golang-migrate's version row, and the
+// history row of an up step or, for a down step, the removal of the rows above the new version.
+// duration_ms is earlier, the time the step took before these statements were sent, plus the
+// server's time since the query carrying them arrived (statement_timestamp() is its arrival
+// for every statement of a simple query): the whole migration's time on either path.
+func (d *Driver) records(p *step, v *values, earlier time.Duration) []statement {
+	out := d.versionRows(p.to, false, v)
+	if !p.up {
+		return append(out, v.end(`DELETE FROM `+d.historyTable+` WHERE version > `+v.add(int64(p.to))))
+	}
+	m := p.mig
+	var down *string
+	downNoTx := false
+	if p.down != nil {
+		down, downNoTx = &p.down.SQL, p.down.NoTransaction
+	}
+	return append(out, v.end(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries)
+		VALUES (`+v.list(int64(m.Version), m.Name, m.Checksum, down, downNoTx, m.Irreversible)+`, now(),
+			`+v.add(float64(earlier.Microseconds())/1000)+` + 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), `+v.list(d.opts.AppliedBy, p.retries)+`)
+		ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, down_sql = EXCLUDED.down_sql,
+			down_no_transaction = EXCLUDED.down_no_transaction, irreversible = EXCLUDED.irreversible, applied_at = EXCLUDED.applied_at,
+			duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by, retries = EXCLUDED.retries`))
 }
 
 // writeVersion replaces the version row outside any step transaction.
@@ -476,14 +681,93 @@ func (d *Driver) writeVersion(version int, dirty bool) error {
 	return nil
 }
 
-// queueVersion queues golang-migrate's representation: one row, or none for NilVersion. DELETE
+// queueVersion queues the version row, as versionRows writes it, with parameters.
+func (d *Driver) queueVersion(b *pgx.Batch, version int, dirty bool) {
+	for _, s := range d.versionRows(version, dirty, &values{}) {
+		b.Queue(s.sql, s.args...)
+	}
+}
+
+// versionRows returns golang-migrate's representation: one row, or none for NilVersion. DELETE
 // rather than golang-migrate's TRUNCATE: readers (the app's schema gate) keep reading the old
 // row under MVCC instead of queueing behind an ACCESS EXCLUSIVE lock until commit.
-func (d *Driver) queueVersion(b *pgx.Batch, version int, dirty bool) {
-	b.Queue("DELETE FROM " + d.versionTable)
+func (d *Driver) versionRows(version int, dirty bool, v *values) []statement {
+	out := []statement{v.end("DELETE FROM " + d.versionTable)}
 	if version >= 0 || (version == NilVersion && dirty) {
-		b.Queue("INSERT INTO "+d.versionTable+" (version, dirty) VALUES ($1, $2)", int64(version), dirty)
+		out = append(out, v.end("INSERT INTO "+d.versionTable+" (version, dirty) VALUES ("+v.list(int64(version), dirty)+")"))
 	}
+	return out
+}
+
+// statement is one statement that records a step, with its parameters.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// values renders the values of the statements that record a step: as parameters ($1, $2, …),
+// or, with pg set, as literals for the one-round-trip query, which travels in the simple
+// protocol and so has no parameters. A string literal is the string with its quotes doubled,
+// which is exact with standard_conforming_strings=on and UTF-8 — pgconn's EscapeString checks
+// both and does just that; a string no query text can hold (NUL, invalid UTF-8) sets err.
+type values struct {
+	pg   *pgconn.PgConn
+	args []any
+	err  error
+}
+
+// add returns the placeholder or literal for x.
+func (v *values) add(x any) string {
+	if v.pg == nil {
+		v.args = append(v.args, x)
+		return "$" + strconv.Itoa(len(v.args))
+	}
+	switch x := x.(type) {
+	case *string:
+		if x == nil {
+			return "NULL"
+		}
+		return v.add(*x)
+	case string:
+		s, err := v.pg.EscapeString(x)
+		if err == nil && !queryText(x) {
+			err = errors.New("the text cannot travel in a query")
+		}
+		v.fail(err)
+		return "'" + s + "'"
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	v.fail(fmt.Errorf("no literal for %T", x))
+	return "NULL"
+}
+
+func (v *values) fail(err error) {
+	if v.err == nil {
+		v.err = err
+	}
+}
+
+// list returns add's results for xs, separated by commas.
+func (v *values) list(xs ...any) string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = v.add(x)
+	}
+	return strings.Join(out, ", ")
+}
+
+// end returns the statement sql with the parameters added since the previous one.
+func (v *values) end(sql string) statement {
+	s := statement{sql: sql, args: v.args}
+	v.args = nil
+	return s
 }
 
 // exec sends sql as one simple-protocol query (a file may hold many statements). On failure

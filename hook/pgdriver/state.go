@@ -221,6 +221,7 @@ type MigrationError struct {
 	Line     int // 1-based; 0 when unknown
 	Column   int
 	Dirty    bool // the version is left dirty (no-transaction file, partially applied)
+	Unknown  bool // the connection failed after the file and its COMMIT were sent
 	Retries  int
 	Deadline bool // lock retries ran out of time
 	Err      error
@@ -257,14 +258,17 @@ func (e *MigrationError) Error() string {
 	if e.Step != nil && e.Step.from >= 0 {
 		prev = fmt.Sprintf("version %d", e.Step.from)
 	}
+	to := 0
+	if e.Step != nil {
+		to = e.Step.to
+	}
 	switch {
+	case e.Unknown:
+		fmt.Fprintf(&b, " — the connection failed while the server ran the file and its COMMIT, so whether it was applied is not known: "+
+			"the database is at %s or at version %d, clean either way; `schemahook status` shows which, and running the update again continues from there", prev, to)
 	case !e.Dirty:
 		fmt.Fprintf(&b, " — the database is still at %s, clean; fix the cause and run the update again", prev)
 	default:
-		to := 0
-		if e.Step != nil {
-			to = e.Step.to
-		}
 		fmt.Fprintf(&b, " — the database is now DIRTY at version %d: this file runs without a transaction and the statements before the failing one were kept. "+
 			"Finish or undo them by hand (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX CONCURRENTLY it), "+
 			"then run `schemahook force %d` if the migration's changes are now complete, or `schemahook force %s` if they are undone, and run the update again",
@@ -291,7 +295,7 @@ func (e *MigrationError) Unwrap() []error {
 // failure builds the MigrationError for err raised by sql, which starts at byte offset off of
 // the file, after completed statements of sql succeeded. PostgreSQL reports positions in
 // characters of the query it received; without one, the failing statement's line is used.
-func (d *Driver) failure(p *step, sql string, off, completed int, err error, dirty bool) error {
+func (d *Driver) failure(p *step, sql string, off, completed int, err error, dirty bool) *MigrationError {
 	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err}
 	// A retryable error reaching here means the retries ran out of time.
 	e.Deadline = retryable(err)
@@ -311,11 +315,7 @@ func (d *Driver) failure(p *step, sql string, off, completed int, err error, dir
 // position converts a 1-based character position within stmt (which starts at byte off of
 // file, negative when stmt has a prefix) into a 1-based line and column of file.
 func position(file string, off int, stmt string, pos int) (int, int) {
-	b := 0
-	for i := 1; i < pos && b < len(stmt); i++ {
-		_, n := utf8.DecodeRuneInString(stmt[b:])
-		b += n
-	}
+	b := byteOffset(stmt, pos)
 	// off is negative when stmt starts with text that is not in the file (the transaction
 	// prelude): a position inside that text maps to the file's start.
 	abs := min(max(off+b, 0), len(file))
@@ -323,4 +323,14 @@ func position(file string, off int, stmt string, pos int) (int, int) {
 	line := 1 + strings.Count(before, "\n")
 	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
 	return line, col
+}
+
+// byteOffset converts PostgreSQL's 1-based character position within s into a byte offset.
+func byteOffset(s string, pos int) int {
+	b := 0
+	for i := 1; i < pos && b < len(s); i++ {
+		_, n := utf8.DecodeRuneInString(s[b:])
+		b += n
+	}
+	return b
 }

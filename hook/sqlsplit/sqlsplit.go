@@ -2,11 +2,12 @@
 //
 // Only migrations marked "-- schemahook:no-transaction" need it: PostgreSQL runs a
 // multi-statement simple query as one implicit transaction, so CREATE INDEX CONCURRENTLY would
-// fail there ("cannot run inside a transaction block"). Transactional migrations are sent whole.
+// fail there ("cannot run inside a transaction block"). Transactional migrations are sent whole,
+// with SQL of the driver's after them when the file ends outside any token (Unterminated).
 // The lexer knows what can hide a semicolon in PostgreSQL's grammar: quoted strings (with E”
-// backslash escapes), quoted identifiers, dollar-quoted bodies and nested block comments.
-// SQL-standard function bodies (BEGIN ATOMIC … END) are not split-aware; put those in a
-// transactional migration.
+// backslash escapes), quoted identifiers, dollar-quoted bodies and nested block comments; it
+// reads names whole, as they may contain '$'. SQL-standard function bodies (BEGIN ATOMIC … END)
+// are not split-aware; put those in a transactional migration.
 package sqlsplit
 
 import "strings"
@@ -37,28 +38,59 @@ func Split(script string) []Statement {
 		}
 	}
 	for i := 0; i < len(script); {
-		switch c := script[i]; {
-		case c == ';':
+		if script[i] == ';' {
 			emit(i)
 			i++
 			start = i
-		case c == '\'':
-			escapes := i > 0 && (script[i-1] == 'E' || script[i-1] == 'e') && (i < 2 || !isIdent(script[i-2]))
-			i = skipQuoted(script, i, '\'', escapes)
-		case c == '"':
-			i = skipQuoted(script, i, '"', false)
-		case c == '-' && strings.HasPrefix(script[i:], "--"):
-			i = skipLine(script, i)
-		case c == '/' && strings.HasPrefix(script[i:], "/*"):
-			i = skipBlock(script, i)
-		case c == '$' && (i == 0 || !isIdent(script[i-1])):
-			i = skipDollar(script, i)
-		default:
-			i++
+			continue
 		}
+		i, _ = token(script, i)
 	}
 	emit(len(script))
 	return out
+}
+
+// Unterminated reports whether script ends inside a quoted string, quoted identifier,
+// dollar-quoted string or block comment: text appended to it would be read as part of that
+// token, and could close it. A trailing "--" comment does not count; a newline ends it.
+func Unterminated(script string) bool {
+	for i := 0; i < len(script); {
+		var open bool
+		if i, open = token(script, i); open {
+			return true
+		}
+	}
+	return false
+}
+
+// token returns the offset after the lexical item at s[i] — a quoted string or identifier, a
+// dollar-quoted string, a comment, a name, or a single byte — and whether it is a quote or a
+// block comment still open at the end of s.
+func token(s string, i int) (int, bool) {
+	switch c := s[i]; {
+	case c == '\'' || c == '"':
+		return skipQuoted(s, i, c, false)
+	case c == '-' && strings.HasPrefix(s[i:], "--"):
+		return skipLine(s, i), false
+	case c == '/' && strings.HasPrefix(s[i:], "/*"):
+		return skipBlock(s, i)
+	case c == '$':
+		return skipDollar(s, i)
+	case isIdentStart(c):
+		// E'…' has backslash escapes. Otherwise this is a name, read whole as PostgreSQL does:
+		// names may contain '$', so "a$$b$" opens no dollar quote and a "B'…'" or "xe'…'" string
+		// after a name is an ordinary one.
+		if (c == 'e' || c == 'E') && i+1 < len(s) && s[i+1] == '\'' {
+			return skipQuoted(s, i+1, '\'', true)
+		}
+		j := i + 1
+		for j < len(s) && (isIdent(s[j]) || s[j] == '$') {
+			j++
+		}
+		return j, false
+	default:
+		return i + 1, false
+	}
 }
 
 // sqlSpace is what PostgreSQL's lexer treats as whitespace.
@@ -78,7 +110,7 @@ func SkipBlanks(s string, off int) int {
 		case strings.HasPrefix(s[i:], "--"):
 			i = skipLine(s, i)
 		case strings.HasPrefix(s[i:], "/*"):
-			i = skipBlock(s, i)
+			i, _ = skipBlock(s, i)
 		default:
 			return i
 		}
@@ -86,13 +118,16 @@ func SkipBlanks(s string, off int) int {
 	return len(s)
 }
 
-func isIdent(c byte) bool {
-	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+func isIdentStart(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
 
-// skipQuoted returns the index after the quote that closes the one at i. A doubled quote is an
-// escaped quote; with backslashes set (E” strings) a backslash escapes the next byte.
-func skipQuoted(s string, i int, q byte, backslashes bool) int {
+func isIdent(c byte) bool { return isIdentStart(c) || c >= '0' && c <= '9' }
+
+// skipQuoted returns the index after the quote that closes the one at i, or len(s) and true
+// when none does. A doubled quote is an escaped quote; with backslashes set (E” strings) a
+// backslash escapes the next byte.
+func skipQuoted(s string, i int, q byte, backslashes bool) (int, bool) {
 	for j := i + 1; j < len(s); j++ {
 		switch s[j] {
 		case '\\':
@@ -104,10 +139,10 @@ func skipQuoted(s string, i int, q byte, backslashes bool) int {
 				j++
 				continue
 			}
-			return j + 1
+			return j + 1, false
 		}
 	}
-	return len(s)
+	return len(s), true
 }
 
 func skipLine(s string, i int) int {
@@ -117,8 +152,8 @@ func skipLine(s string, i int) int {
 	return len(s)
 }
 
-// skipBlock skips a block comment; PostgreSQL block comments nest.
-func skipBlock(s string, i int) int {
+// skipBlock skips a block comment (they nest), returning len(s) and true when it is not closed.
+func skipBlock(s string, i int) (int, bool) {
 	depth := 0
 	for j := i; j < len(s); {
 		switch {
@@ -129,32 +164,33 @@ func skipBlock(s string, i int) int {
 			depth--
 			j += 2
 			if depth == 0 {
-				return j
+				return j, false
 			}
 		default:
 			j++
 		}
 	}
-	return len(s)
+	return len(s), true
 }
 
-// skipDollar skips a dollar-quoted string starting at i ($$…$$ or $tag$…$tag$). A '$' that does
-// not open a valid tag (e.g. the parameter $1) is skipped as a single byte.
-func skipDollar(s string, i int) int {
+// skipDollar skips a dollar-quoted string starting at i ($$…$$ or $tag$…$tag$), returning
+// len(s) and true when it is not closed. A '$' that does not open a valid tag (e.g. the
+// parameter $1) is skipped as a single byte.
+func skipDollar(s string, i int) (int, bool) {
 	j := i + 1
 	for j < len(s) && s[j] != '$' {
 		c := s[j]
 		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || (j > i+1 && c >= '0' && c <= '9')) {
-			return i + 1
+			return i + 1, false
 		}
 		j++
 	}
 	if j >= len(s) {
-		return i + 1
+		return i + 1, false
 	}
 	tag := s[i : j+1]
 	if end := strings.Index(s[j+1:], tag); end >= 0 {
-		return j + 1 + end + len(tag)
+		return j + 1 + end + len(tag), false
 	}
-	return len(s)
+	return len(s), true
 }

@@ -27,6 +27,10 @@ func TestSplit(t *testing.T) {
 		{"comment only", "-- schemahook:no-transaction\n;\n/* x */;", nil},
 		{"empty statements", ";;  ;", nil},
 		{"unterminated string", "SELECT 'abc; SELECT 2", []string{"SELECT 'abc; SELECT 2"}},
+		// Names may contain '$': PostgreSQL reads "a$$b$" as one name, not a dollar quote.
+		{"dollar in names", "SELECT 1 AS a$$b$; COMMIT; SELECT 2 AS c$b$", []string{"SELECT 1 AS a$$b$", "COMMIT", "SELECT 2 AS c$b$"}},
+		{"dollar quote after a number or parameter", "SELECT 1$$;$$; SELECT $1$$;$$; SELECT 2", []string{"SELECT 1$$;$$", "SELECT $1$$;$$", "SELECT 2"}},
+		{"quote after a name ending in e", `SELECT a$e'\'; SELECT xe'\'; SELECT 2`, []string{`SELECT a$e'\'`, `SELECT xe'\'`, "SELECT 2"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,5 +86,39 @@ func TestSkipBlanks(t *testing.T) {
 	}
 	if got := SkipBlanks("-- only\n/* comments */ ", 0); got != len("-- only\n/* comments */ ") {
 		t.Fatalf("SkipBlanks over blanks only = %d", got)
+	}
+}
+
+func TestUnterminated(t *testing.T) {
+	cases := []struct {
+		script string
+		want   bool
+	}{
+		{"", false},
+		{"SELECT 1", false},
+		{"SELECT 'a''b';", false},
+		{"SELECT 'a'''", false},
+		{"SELECT 'a''", true},
+		{"SELECT 'a", true},
+		{`SELECT 'a\'`, false},
+		{`SELECT E'a\'`, true},
+		{`SELECT e'a\\'`, false},
+		{`SELECT "a""`, true},
+		{`SELECT 1 AS "a"`, false},
+		{"SELECT $$ a", true},
+		{"SELECT $t$ a $t", true},
+		{"SELECT $t$ a $t$", false},
+		{"SELECT 1 AS a$$b$", false},
+		{"SELECT $1", false},
+		{"/* a /* b */", true},
+		{"/* a /* b */ */", false},
+		{"/*/", true},
+		{"SELECT 1 -- no newline", false},
+		{"SELECT 1 -- it's", false},
+	}
+	for _, tc := range cases {
+		if got := Unterminated(tc.script); got != tc.want {
+			t.Errorf("Unterminated(%q) = %t, want %t", tc.script, got, tc.want)
+		}
 	}
 }

@@ -211,11 +211,16 @@ func TestLockTimeoutRetriesUntilTheHolderEnds(t *testing.T) {
 	}
 	c := db.Conn(t)
 	var retries int
-	if err := c.QueryRow(ctx, "SELECT retries FROM schemahook_history WHERE version = 2").Scan(&retries); err != nil {
+	var ms float64
+	if err := c.QueryRow(ctx, "SELECT retries, duration_ms FROM schemahook_history WHERE version = 2").Scan(&retries, &ms); err != nil {
 		t.Fatal(err)
 	}
 	if retries < 2 {
 		t.Fatalf("history records %d retries, want several (the lock was held ~2s with lock_timeout 100ms)", retries)
+	}
+	// The duration is the whole migration's, its failed attempts and waits included.
+	if ms < 1500 {
+		t.Errorf("history records a duration of %.1f ms, want the ~2s the migration waited and retried", ms)
 	}
 	t.Logf("reader worst latency %v; migration retried %d times", worst, retries)
 }
