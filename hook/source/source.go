@@ -406,15 +406,24 @@ func (f catalogFS) Open(name string) (fs.File, error) {
 	return f.c.fsys.Open(name)
 }
 
+// ReadDir lists the catalog's own directory from memory: golang-migrate lists it once per run,
+// and reading it from disk again would only find what Load found, or a change to ignore.
 func (f catalogFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	entries, err := fs.ReadDir(f.c.fsys, name)
-	if err != nil || path.Clean(name) != path.Clean(f.c.dir) {
-		return entries, err
+	if path.Clean(name) != path.Clean(f.c.dir) {
+		return fs.ReadDir(f.c.fsys, name)
 	}
-	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
-		m, _ := f.c.fileOf(e.Name())
-		return m == nil
-	}), nil
+	if err := f.c.ReadDowns(); err != nil { // their sizes, and whether they are usable
+		return nil, err
+	}
+	entries := make([]fs.DirEntry, 0, 2*len(f.c.migrations))
+	for _, m := range f.c.migrations {
+		entries = append(entries, fs.FileInfoToDirEntry(memInfo{name: m.Up.Name, size: int64(len(m.Up.SQL))}))
+		if m.down != nil {
+			entries = append(entries, fs.FileInfoToDirEntry(memInfo{name: m.down.Name, size: int64(len(m.down.SQL))}))
+		}
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, nil
 }
 
 // fileOf returns the migration that name is a file of, and whether it is the up file; nil when
