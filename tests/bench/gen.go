@@ -12,6 +12,7 @@ import (
 // files, and every up file concatenated for `psql -1 -f`.
 type migrationSet struct {
 	dir, gooseDir, concatenated string
+	firstDir                    string // the first migration alone, to start an upgrade from
 	perTransaction              string // each file in its own transaction with a version row
 	count                       int
 	tables, views               int // what a complete run leaves in schema public
@@ -21,9 +22,9 @@ type migration struct{ name, up, down string }
 
 // writeSet writes migrations under dir.
 func writeSet(dir string, ms []migration) (*migrationSet, error) {
-	s := &migrationSet{dir: filepath.Join(dir, "migrate"), gooseDir: filepath.Join(dir, "goose"),
+	s := &migrationSet{dir: filepath.Join(dir, "migrate"), gooseDir: filepath.Join(dir, "goose"), firstDir: filepath.Join(dir, "first"),
 		concatenated: filepath.Join(dir, "all.sql"), perTransaction: filepath.Join(dir, "per-transaction.sql"), count: len(ms)}
-	for _, d := range []string{s.dir, s.gooseDir} {
+	for _, d := range []string{s.dir, s.gooseDir, s.firstDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -36,6 +37,10 @@ func writeSet(dir string, ms []migration) (*migrationSet, error) {
 			filepath.Join(s.dir, base+".up.sql"):   m.up,
 			filepath.Join(s.dir, base+".down.sql"): m.down,
 			filepath.Join(s.gooseDir, base+".sql"): "-- +goose Up\n" + m.up + "\n-- +goose Down\n" + m.down,
+		}
+		if i == 0 {
+			files[filepath.Join(s.firstDir, base+".up.sql")] = m.up
+			files[filepath.Join(s.firstDir, base+".down.sql")] = m.down
 		}
 		for path, body := range files {
 			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {

@@ -171,7 +171,7 @@ type p2run struct {
 	stats  dbStats
 }
 
-var p2Tools = []string{toolSchemahook, toolMigrate, toolGoose, toolPsql, toolPsqlTx}
+var p2Tools = []string{toolSchemahook, toolMigrate, toolGoose, toolPsql, toolPsqlTx, toolUpgrade}
 
 // applyAll is P2: every tool applies the whole generated set to its own empty database,
 // repeats times, in a rotating order so that no tool always runs first or last. The last
@@ -184,6 +184,13 @@ func (e *env) applyAll(ctx context.Context) (map[string][]p2run, error) {
 			db := dbName("p2", tool)
 			if err := e.pg.createDB(ctx, db); err != nil {
 				return nil, err
+			}
+			if tool == toolUpgrade {
+				first := *e.small
+				first.dir = e.small.firstDir
+				if _, err := e.runTool(ctx, toolSchemahook, db, &first); err != nil {
+					return nil, fmt.Errorf("P2 %s, first migration: %w", tool, err)
+				}
 			}
 			if err := e.pg.resetStatements(ctx); err != nil {
 				return nil, err

@@ -152,6 +152,9 @@ func (r *results) table() string {
 	sh2 := r.p2Median(toolSchemahook)
 	row("P2", "reference: psql with a transaction and version row per migration (BEGIN; file; version; COMMIT)", "—", "—", "—",
 		fmt.Sprintf("%s (%s psql -1)", secs(r.p2Median(toolPsqlTx)), times(ratio(r.p2Median(toolPsqlTx), r.p2Median(toolPsql)))), "", "")
+	up := r.p2Median(toolUpgrade)
+	row("P2", fmt.Sprintf("reference: schemahook upgrading a database at version 1 to %d (each migration commits on its own, as in every upgrade)", r.cfg.migrations),
+		secs(up), "—", "—", fmt.Sprintf("%s psql -1", times(ratio(up, r.p2Median(toolPsql)))), "", "")
 	row("P2", "schemahook ÷ tool", "1.00×", times(ratio(sh2, r.p2Median(toolMigrate))), times(ratio(sh2, r.p2Median(toolGoose))),
 		times(ratio(sh2, r.p2Median(toolPsql))), "", "")
 	st := func(t string) string {

@@ -84,12 +84,15 @@ const (
 	// toolPsqlTx is a reference, not a peer: psql running each file in its own transaction
 	// with a version row, the least any tool with that guarantee can make the server do.
 	toolPsqlTx = "psql-per-transaction"
+	// toolUpgrade is schemahook too, on a database already at the first migration: an upgrade,
+	// where every migration commits on its own (on an empty database it need not).
+	toolUpgrade = "schemahook-upgrade"
 )
 
 // invocation is how a tool is run against a database with a migrations set.
 func (e *env) invocation(tool, db string, set *migrationSet, extra ...string) (args, environ []string) {
 	switch tool {
-	case toolSchemahook:
+	case toolSchemahook, toolUpgrade:
 		// Configured like the chart does it: URL without password, PGPASSWORD from a Secret,
 		// JSON logs because stderr is not a terminal.
 		return append([]string{e.bin.schemahook, "update", "--migrations", set.dir}, extra...),
