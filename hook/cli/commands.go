@@ -33,7 +33,8 @@ func (a *app) updateCommand() *cobra.Command {
 		Short: "Initialize an empty database or apply pending migrations (what the hook Job runs)",
 		Long: `update waits for the database, takes the migration lock, refuses a dirty, drifted or newer
 database, then applies every pending migration in its own transaction together with its version
-row. When the schema is already current it changes nothing and exits 0 quickly, so it is safe to
+row. An empty database is initialized with consecutive transactional migrations in one transaction
+(split at no-transaction ones), so a failed first install leaves it empty. When the schema is already current it changes nothing and exits 0 quickly, so it is safe to
 run on every deploy and every Argo CD sync.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -18,6 +18,12 @@
 //     outside any quote or comment. A file that fails that test, or that has transaction
 //     control of its own, takes two round trips: Run sends it in an open transaction, whose
 //     status shows whether the file ended it, and SetVersion(clean) writes the rows and commits.
+//   - initial installs: on an empty database (Initialize), consecutive transactional
+//     migrations commit together — the same version and history rows, one transaction and one
+//     query for all of them, sent with the last — so a failed first install leaves the database
+//     empty and clean, ready to be retried. A no-transaction file (or one that needs two round
+//     trips) ends such a group: the group commits before it runs. Upgrades never group: a
+//     migration's locks on live tables would be held until the whole group commits.
 //   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
 //     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
 //     retried with backoff until the context's deadline, so a migration queued behind a long
@@ -37,6 +43,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -109,8 +116,41 @@ type Driver struct {
 	tablesExist  bool // both tables existed when last looked at (see State)
 	lockDepth    int
 
-	cur     int   // last version read or written
-	pending *step // the migration between SetVersion(dirty) and SetVersion(clean)
+	cur     int         // last version read or written
+	pending *step       // the migration between SetVersion(dirty) and SetVersion(clean)
+	install installMode // whether up steps join groups (Initialize)
+	group   *group      // the group of an initial install that is not sent yet
+}
+
+// installMode says whether transactional up steps commit in groups (see Initialize).
+type installMode int
+
+const (
+	installOff   installMode = iota
+	installArmed             // Initialize started; its first step must start from no version
+	installOn
+)
+
+// group is a run of transactional up steps of an initial install that commit as one
+// transaction, in one query sent when the run ends (flush).
+type group struct {
+	from  int // the version before the group
+	steps []*step
+}
+
+// many reports whether the group holds more than one step: a group of one is sent, logged
+// and reported as an ordinary step.
+func (g *group) many() bool { return len(g.steps) > 1 }
+
+// span names the group's migrations in messages.
+func (g *group) span() string {
+	return fmt.Sprintf("migrations %d–%d", g.steps[0].to, g.steps[len(g.steps)-1].to)
+}
+
+// rolledBack says what a failed group left behind, for messages.
+func (g *group) rolledBack() string {
+	return fmt.Sprintf("nothing of %s was applied (they run as one transaction when an empty database is initialized): "+
+		"the database is still at %s, clean; fix the cause and run the update again", g.span(), versionName(g.from))
 }
 
 // step is one migration golang-migrate is running.
@@ -120,10 +160,13 @@ type step struct {
 	file     *source.File // what runs
 	down     *source.File // the migration's down file, recorded in the history by an up step
 	up       bool
-	inTx     bool // Run left a transaction open for SetVersion(clean) to commit
-	deferred bool // Run only checked the file: SetVersion(clean) sends it with the rows
+	inTx     bool   // Run left a transaction open for SetVersion(clean) to commit
+	deferred bool   // Run only checked the file: SetVersion(clean) sends it with the rows
+	group    *group // the initial-install group the step commits with, if any
 	retries  int
 	started  time.Time
+	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
+	took     time.Duration // in a group: the step's time as recorded in its history row
 }
 
 // New returns a driver on conn for the migrations of catalog. It reads the current database
@@ -236,7 +279,8 @@ func (d *Driver) lockHolder() string {
 }
 
 // Unlock releases one level of the migration lock; the last level unlocks in PostgreSQL. A
-// transaction left open by a failed step is rolled back first.
+// transaction left open by a failed step is rolled back first, and a group golang-migrate
+// stopped before its end (a step failed before the group was sent) is dropped unsent.
 func (d *Driver) Unlock() error {
 	if d.lockDepth == 0 {
 		return nil
@@ -249,7 +293,7 @@ func (d *Driver) Unlock() error {
 	if d.pending != nil && d.pending.inTx {
 		errs = append(errs, d.rollback())
 	}
-	d.pending = nil
+	d.pending, d.group = nil, nil
 	// The lock must be released even when d.ctx was cancelled (SIGTERM): use a fresh context.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 5*time.Second)
 	defer cancel()
@@ -271,8 +315,9 @@ func (d *Driver) Version() (int, bool, error) {
 
 // SetVersion is called by golang-migrate around every migration. With dirty=true it only
 // records the step. With dirty=false it writes the version and history rows and commits: with
-// the file in one query when Run deferred it, in the transaction Run left open otherwise. A
-// failing file therefore fails here for most steps, with the same *MigrationError.
+// the file in one query when Run deferred it, in the transaction Run left open otherwise; in an
+// initial install's group, with the whole group at its last step. A failing file therefore
+// fails here for most steps, with the same *MigrationError.
 func (d *Driver) SetVersion(version int, dirty bool) error {
 	if dirty {
 		return d.begin(version)
@@ -316,7 +361,66 @@ func (d *Driver) begin(to int) error {
 		}
 		p.file = down
 	}
+	if d.install == installArmed {
+		if p.from != NilVersion || !p.up {
+			return fmt.Errorf("pgdriver: Initialize on a database at version %d", p.from)
+		}
+		d.install = installOn
+	}
+	if d.install == installOn {
+		if !d.joins(p) {
+			// A no-transaction file runs outside any transaction, and a file that cannot go in
+			// one query with its rows goes alone: what the group holds commits first.
+			if err := d.flush(); err != nil {
+				return err
+			}
+		} else {
+			if d.group == nil {
+				d.group = &group{from: p.from}
+			}
+			d.group.steps = append(d.group.steps, p)
+			p.group = d.group
+		}
+	}
 	d.pending = p
+	return nil
+}
+
+// joins reports whether step p can join an initial install's group: an up step whose file
+// can travel in one query with its rows (oneTrip) and whose rows can be written as literals.
+func (d *Driver) joins(p *step) bool {
+	if !p.up || p.file.NoTransaction || !d.oneTrip(p.file.SQL) {
+		return false
+	}
+	v := &values{pg: d.conn.PgConn()}
+	d.records(p, v, 0, true)
+	return v.err == nil
+}
+
+// Groupable reports whether Initialize would commit m together with its neighbours: m's up
+// file runs in a transaction and can travel in one query with its version and history rows.
+// Read the catalog's down files first (Catalog.ReadDowns): the history row holds m's.
+func (d *Driver) Groupable(m *source.Migration) bool {
+	down, _ := m.Down()
+	return d.joins(&step{to: int(m.Version), mig: m, file: &m.Up, down: down, up: true})
+}
+
+// flush sends the open group, if any, and ends it.
+func (d *Driver) flush() error {
+	g := d.group
+	d.group = nil
+	if g == nil {
+		return nil
+	}
+	if !g.many() {
+		p := g.steps[0]
+		p.group = nil
+		return d.finish(p)
+	}
+	if _, err := d.runDeferred(g); err != nil {
+		d.cur = g.from
+		return err
+	}
 	return nil
 }
 
@@ -339,7 +443,7 @@ func (d *Driver) Run(r io.Reader) error {
 	if p.file.NoTransaction {
 		return d.runStatements(p)
 	}
-	if d.oneTrip(p.file.SQL) {
+	if p.group != nil || d.oneTrip(p.file.SQL) { // a group's steps passed oneTrip in begin
 		p.deferred = true
 		return nil
 	}
@@ -512,9 +616,18 @@ func (d *Driver) runStatements(p *step) error {
 // A deferred step's file runs here too, in the same query (runDeferred), unless its rows cannot
 // be written as literals or the file's last statement is unfinished: then it takes the
 // two-round-trip path after all, which reports such a file's error as before.
+//
+// A step of an initial install's group waits for the group's last step, which sends them all:
+// the head, or the step before one that cannot join (begin sends the group then).
 func (d *Driver) finish(p *step) error {
+	if p.group != nil {
+		if uint(p.to) < d.catalog.Head().Version {
+			return nil
+		}
+		return d.flush()
+	}
 	if p.deferred {
-		if done, err := d.runDeferred(p); done {
+		if done, err := d.runDeferred(&group{from: p.from, steps: []*step{p}}); done {
 			return err
 		}
 		if err := d.runTransaction(p); err != nil {
@@ -522,7 +635,7 @@ func (d *Driver) finish(p *step) error {
 		}
 	}
 	batch := &pgx.Batch{}
-	for _, s := range d.records(p, &values{}, time.Since(p.started)) {
+	for _, s := range d.records(p, &values{}, time.Since(p.started), false) {
 		batch.Queue(s.sql, s.args...)
 	}
 	if p.inTx {
@@ -539,40 +652,68 @@ func (d *Driver) finish(p *step) error {
 	return nil
 }
 
-// runDeferred runs a deferred step in one round trip per attempt: BEGIN and the SET LOCALs,
-// the file, its rows and COMMIT in one simple-protocol query, retried whole on lock timeouts
-// like runTransaction. It returns done=false, having sent nothing that ran, when the step must
-// take the two-round-trip path after all.
+// runDeferred runs deferred steps in one round trip per attempt: BEGIN and the SET LOCALs,
+// then each step's file and rows, and COMMIT, in one simple-protocol query, retried whole on
+// lock timeouts like runTransaction. A single step is one migration's transaction; several are
+// an initial install's group, all or nothing. It returns done=false, having sent nothing that
+// ran, when a single step must take the two-round-trip path after all.
 //
 // The server parses the whole string before running any of it and stops at the first error,
-// so a failing file runs none of the rows nor the COMMIT, and its aborted transaction is
-// rolled back. Where the error lies — by its position, or else by the statements completed
-// before it — tells a file's error (a *MigrationError with the file's line, as on the other
-// path) from one in recording the step (the rows, or the COMMIT: a deferred constraint).
-func (d *Driver) runDeferred(p *step) (done bool, err error) {
+// so a failing file runs nothing after it — no rows, no COMMIT — and the aborted transaction
+// is rolled back. Where the error lies — by its position, or else by the statements completed
+// before it (locate) — tells which file failed (a *MigrationError with that file's line, as on
+// the other path) from an error in recording a step (its rows, or the COMMIT: a deferred
+// constraint).
+func (d *Driver) runDeferred(g *group) (done bool, err error) {
 	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
+	if g.many() {
+		prelude += "SELECT " + markSQL + "; " // where the first step's time starts (records)
+	}
 	nPrelude := strings.Count(prelude, ";")
-	head := len(prelude) + len(p.file.SQL) // the query up to the end of the file
+	size := len(prelude) + len("COMMIT")
+	for _, p := range g.steps {
+		size += len(p.file.SQL) + 1024
+		if p.down != nil {
+			size += len(p.down.SQL) + len(p.down.SQL)/8 // room for doubled quotes
+		}
+	}
 	retry := d.retryPolicy()
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		v := &values{pg: d.conn.PgConn()}
 		var b strings.Builder
+		b.Grow(size)
 		b.WriteString(prelude)
-		b.WriteString(p.file.SQL)
-		// The newline ends a trailing "--" comment, the semicolon the file's last statement.
-		b.WriteString("\n;\n")
-		for _, s := range d.records(p, v, time.Since(p.started)) {
-			b.WriteString(s.sql)
-			b.WriteString(";\n")
+		// bounds ends the query's parts: the prelude, then each step's file and its rows; the
+		// COMMIT follows the last.
+		bounds := make([]int, 0, 2*len(g.steps)+1)
+		bounds = append(bounds, b.Len())
+		for _, p := range g.steps {
+			b.WriteString(p.file.SQL)
+			bounds = append(bounds, b.Len())
+			// The newline ends a trailing "--" comment, the semicolon the file's last statement.
+			b.WriteString("\n;\n")
+			earlier := time.Since(p.started)
+			if g.many() {
+				earlier = p.waited
+			}
+			for _, s := range d.records(p, v, earlier, g.many()) {
+				b.WriteString(s.sql)
+				b.WriteString(";\n")
+			}
+			bounds = append(bounds, b.Len())
 		}
 		b.WriteString("COMMIT")
 		if v.err != nil {
+			if g.many() { // begin let in only steps whose rows have literals (joins)
+				return true, fmt.Errorf("recording %s: %w", g.span(), v.err)
+			}
 			return false, nil
 		}
 		query := b.String()
 		results, err := d.conn.PgConn().Exec(d.ctx, query).ReadAll()
 		if err == nil {
-			return true, d.committed(p, results)
+			return true, d.committed(g, results)
 		}
 		completed := 0
 		for _, r := range results {
@@ -582,14 +723,35 @@ func (d *Driver) runDeferred(p *step) (done bool, err error) {
 		}
 		var pgErr *pgconn.PgError
 		answered := errors.As(err, &pgErr)
-		inFile := !answered || before(query, head, completed, pgErr)
+		// Without an answer there is nothing to locate: the last step stands for the query.
+		part, i, inFile := len(bounds), len(g.steps)-1, true
+		if answered {
+			part = locate(query, bounds, completed, pgErr)
+			// Files are the odd parts; the prelude (part 0) counts as the first file's, as on
+			// the other path. The COMMIT (part len(bounds)) belongs to the last step.
+			i, inFile = min(max(part-1, 0)/2, len(g.steps)-1), part < len(bounds) && (part%2 == 1 || part == 0)
+		}
+		p := g.steps[i]
+		fail := func(completed int) *MigrationError {
+			e := d.failure(p, query[:bounds[2*i+1]], -bounds[2*i], completed, err, false)
+			if g.many() {
+				e.group = g
+			}
+			return e
+		}
 		if answered && completed == 0 && !inFile {
-			// A syntax error after the file, where only our own SQL is: the file's last
-			// statement is unfinished. Nothing ran; the other path reports it as the file's.
-			return false, nil
+			// A syntax error after a file, where only our own SQL is: the file's last statement
+			// is unfinished. Nothing ran. The other path reports it for a single step; in a
+			// group, the error's position is mapped to the file's end.
+			if !g.many() {
+				return false, nil
+			}
+			e := fail(nPrelude)
+			e.note = "the file's last statement is unfinished"
+			return true, e
 		}
 		// A failing COMMIT ends the transaction too; only a statement before it tells.
-		if d.endedBefore(completed, err) && before(query, len(query)-len("COMMIT"), completed, pgErr) {
+		if d.endedBefore(completed, err) && part < len(bounds) {
 			return true, d.endedItself(p, err)
 		}
 		rbErr := d.rollback()
@@ -597,59 +759,109 @@ func (d *Driver) runDeferred(p *step) (done bool, err error) {
 		case !answered && !pgconn.SafeToRetry(err):
 			// The query was sent, with its COMMIT, and no answer came: the server may have
 			// committed it before the connection failed.
-			e := d.failure(p, query[:head], -len(prelude), 0, err, false)
+			e := fail(0)
 			e.Unknown = true
 			return true, errors.Join(e, rbErr)
+		case !inFile && !retryable(err) && g.many():
+			what := fmt.Sprintf("recording version %d", p.to)
+			if part == len(bounds) { // the COMMIT is the whole group's
+				what = "committing " + g.span()
+			}
+			return true, errors.Join(fmt.Errorf("%s: %w — %s", what, err, g.rolledBack()), rbErr)
 		case !inFile && !retryable(err):
 			return true, errors.Join(fmt.Errorf("recording version %d: %w", p.to, err), rbErr)
 		case rbErr != nil || !retryable(err):
-			return true, errors.Join(d.failure(p, query[:head], -len(prelude), max(completed, nPrelude), err, false), rbErr)
+			return true, errors.Join(fail(max(completed, nPrelude)), rbErr)
 		}
 		p.retries++
 		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
 			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
 		if retry.Sleep(d.ctx, attempt) != nil {
-			return true, d.failure(p, query[:head], -len(prelude), max(completed, nPrelude), err, false)
+			return true, fail(max(completed, nPrelude))
 		}
+		p.waited += time.Since(start)
 	}
 }
 
-// before reports whether pgErr, raised by query after completed statements succeeded, lies
-// within query[:head]: by its position when it has one, else by the statement that failed.
-func before(query string, head, completed int, pgErr *pgconn.PgError) bool {
+// locate finds the part of query in which pgErr, raised after completed statements succeeded,
+// lies: query[:bounds[0]] is part 0, query[bounds[k-1]:bounds[k]] part k, and what follows the
+// last bound part len(bounds). By the error's position when it has one, else by counting
+// statements: sqlsplit splits as the server does, and the server drops empty statements.
+func locate(query string, bounds []int, completed int, pgErr *pgconn.PgError) int {
 	if pgErr.Position > 0 {
-		return byteOffset(query, int(pgErr.Position)) < head
+		return sort.SearchInts(bounds, byteOffset(query, int(pgErr.Position))+1)
 	}
-	return completed < len(sqlsplit.Split(query[:head]))
+	n, start := 0, 0
+	for part, end := range bounds {
+		n += len(sqlsplit.Split(query[start:end]))
+		if completed < n {
+			return part
+		}
+		start = end
+	}
+	return len(bounds)
 }
 
-// committed checks that a one-round-trip query ended with its own COMMIT and logs the step.
-func (d *Driver) committed(p *step, results []*pgconn.Result) error {
+// committed checks that a one-round-trip query ended with its own COMMIT and logs its steps.
+func (d *Driver) committed(g *group, results []*pgconn.Result) error {
 	tag := ""
 	if len(results) > 0 {
 		tag = results[len(results)-1].CommandTag.String()
 	}
 	if status := d.conn.PgConn().TxStatus(); status != 'I' || tag != "COMMIT" {
+		what := g.steps[0].file.Name
+		if g.many() {
+			what = g.span()
+		}
 		return errors.Join(fmt.Errorf("recording version %d: the server did not confirm the COMMIT of %s (last command %q, transaction status %q): "+
-			"the step was rolled back or its state is unknown — `schemahook status` shows the version", p.to, p.file.Name, tag, status), d.rollback())
+			"it was rolled back or its state is unknown — `schemahook status` shows the version", g.steps[len(g.steps)-1].to, what, tag, status), d.rollback())
 	}
-	d.logDone(p)
+	if g.many() {
+		// Each step's history row returned the duration it recorded (records).
+		i := 0
+		for _, r := range results {
+			if len(r.FieldDescriptions) == 2 && r.FieldDescriptions[1].Name == "schemahook_mark" && len(r.Rows) == 1 && i < len(g.steps) {
+				ms, _ := strconv.ParseFloat(string(r.Rows[0][0]), 64)
+				g.steps[i].took = time.Duration(ms * float64(time.Millisecond))
+				i++
+			}
+		}
+	}
+	for _, p := range g.steps {
+		d.logDone(p)
+	}
 	return nil
 }
 
-// logDone logs a step whose rows are committed.
+// logDone logs a step whose rows are committed. A group's steps report the time their history
+// rows recorded: their own share of the group's query.
 func (d *Driver) logDone(p *step) {
+	took := time.Since(p.started)
+	if p.group != nil {
+		took = p.took
+	}
 	d.log.Info(map[bool]string{true: "applied migration", false: "reverted migration"}[p.up],
-		"version", p.mig.Version, "name", p.mig.Name, "duration", time.Since(p.started).Round(time.Microsecond).String(),
+		"version", p.mig.Version, "name", p.mig.Name, "duration", took.Round(time.Microsecond).String(),
 		"transaction", !p.file.NoTransaction, "retries", p.retries)
 }
 
+// markSQL sets where the time of a group's next step starts: the server's clock now, as epoch
+// seconds (a timestamp's text would depend on DateStyle), in a setting that lasts until the
+// transaction ends.
+const markSQL = "set_config('schemahook.mark', extract(epoch FROM clock_timestamp())::text, true)"
+
 // records returns the statements that record step p: golang-migrate's version row, and the
 // history row of an up step or, for a down step, the removal of the rows above the new version.
-// duration_ms is earlier, the time the step took before these statements were sent, plus the
-// server's time since the query carrying them arrived (statement_timestamp() is its arrival
-// for every statement of a simple query): the whole migration's time on either path.
-func (d *Driver) records(p *step, v *values, earlier time.Duration) []statement {
+//
+// duration_ms is earlier plus the server's time on the step. For a step alone, earlier is the
+// time the step took before these statements were sent, and the server's time runs from the
+// arrival of the query carrying them (statement_timestamp() is that for every statement of a
+// simple query): the whole migration's time on either path. In a group (chained), one query
+// carries every step, so the server's time runs from the mark the previous step's history row
+// left (markSQL; the group's prelude sets the first) to this history row — the step's file and
+// its version rows — and earlier is only the step's share of the group's failed attempts; the
+// row returns what it recorded for the log.
+func (d *Driver) records(p *step, v *values, earlier time.Duration, chained bool) []statement {
 	out := d.versionRows(p.to, false, v)
 	if !p.up {
 		return append(out, v.end(`DELETE FROM `+d.historyTable+` WHERE version > `+v.add(int64(p.to))))
@@ -660,12 +872,17 @@ func (d *Driver) records(p *step, v *values, earlier time.Duration) []statement 
 	if p.down != nil {
 		down, downNoTx = &p.down.SQL, p.down.NoTransaction
 	}
+	server, returning := "1000 * extract(epoch FROM clock_timestamp() - statement_timestamp())", ""
+	if chained {
+		server = "1000 * (extract(epoch FROM clock_timestamp()) - current_setting('schemahook.mark')::numeric)"
+		returning = "\n\t\tRETURNING duration_ms, " + markSQL + " AS schemahook_mark"
+	}
 	return append(out, v.end(`INSERT INTO `+d.historyTable+` (version, name, checksum, down_sql, down_no_transaction, irreversible, applied_at, duration_ms, applied_by, retries)
 		VALUES (`+v.list(int64(m.Version), m.Name, m.Checksum, down, downNoTx, m.Irreversible)+`, now(),
-			`+v.add(float64(earlier.Microseconds())/1000)+` + 1000 * extract(epoch FROM clock_timestamp() - statement_timestamp()), `+v.list(d.opts.AppliedBy, p.retries)+`)
+			`+v.add(float64(earlier.Microseconds())/1000)+` + `+server+`, `+v.list(d.opts.AppliedBy, p.retries)+`)
 		ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, down_sql = EXCLUDED.down_sql,
 			down_no_transaction = EXCLUDED.down_no_transaction, irreversible = EXCLUDED.irreversible, applied_at = EXCLUDED.applied_at,
-			duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by, retries = EXCLUDED.retries`))
+			duration_ms = EXCLUDED.duration_ms, applied_by = EXCLUDED.applied_by, retries = EXCLUDED.retries`+returning))
 }
 
 // writeVersion replaces the version row outside any step transaction.

@@ -33,3 +33,22 @@ func (d *Driver) Migrate(fn func(*migrate.Migrate) error) error {
 	}
 	return errors.Join(err, src.Close())
 }
+
+// Initialize brings a database with no version to the catalog's head, as Migrate with m.Up
+// does, except that consecutive transactional migrations commit together: one transaction, sent
+// as one query when the run ends, with each migration's version and history rows as they
+// would have been committed one by one. A no-transaction migration ends a run — the run commits
+// before it starts, and the next run starts after it — and so does a file that cannot travel
+// in one query with its rows (see Run), which then runs alone as on an upgrade. A failure
+// therefore leaves the database as it was before its run: for the first run, empty and clean,
+// so the install can simply be run again.
+//
+// Only an empty database is initialized this way: a run holds every lock its migrations take
+// until it commits, which on live tables would stall their readers far longer than the lock
+// timeout allows. Upgrades, downgrades and verify keep one transaction per migration.
+// Initialize refuses, before running anything, a database that has a version.
+func (d *Driver) Initialize() error {
+	d.install = installArmed
+	defer func() { d.install = installOff }()
+	return d.Migrate(func(m *migrate.Migrate) error { return m.Up() })
+}

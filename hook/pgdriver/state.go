@@ -225,6 +225,9 @@ type MigrationError struct {
 	Retries  int
 	Deadline bool // lock retries ran out of time
 	Err      error
+
+	group *group // the initial install's group the file ran in: none of it was applied
+	note  string // what the error's position means, when the server's message alone misleads
 }
 
 func (e *MigrationError) Error() string {
@@ -251,18 +254,24 @@ func (e *MigrationError) Error() string {
 	} else if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
+	if e.note != "" {
+		fmt.Fprintf(&b, "; %s", e.note)
+	}
 	if e.Deadline {
 		fmt.Fprintf(&b, " after %d lock-timeout retries: a long transaction keeps a conflicting lock — find it in pg_stat_activity, then retry or raise --timeout", e.Retries)
 	}
-	prev := "no version (empty)"
-	if e.Step != nil && e.Step.from >= 0 {
-		prev = fmt.Sprintf("version %d", e.Step.from)
-	}
-	to := 0
+	from, to := NilVersion, 0
 	if e.Step != nil {
-		to = e.Step.to
+		from, to = e.Step.from, e.Step.to
 	}
+	prev := versionName(from)
 	switch {
+	case e.Unknown && e.group != nil:
+		fmt.Fprintf(&b, " — the connection failed while the server ran %s (one transaction) and their COMMIT, so whether they were applied is not known: "+
+			"the database is at %s or at version %d, clean either way; `schemahook status` shows which, and running the update again continues from there",
+			e.group.span(), versionName(e.group.from), e.group.steps[len(e.group.steps)-1].to)
+	case e.group != nil:
+		fmt.Fprintf(&b, " — %s", e.group.rolledBack())
 	case e.Unknown:
 		fmt.Fprintf(&b, " — the connection failed while the server ran the file and its COMMIT, so whether it was applied is not known: "+
 			"the database is at %s or at version %d, clean either way; `schemahook status` shows which, and running the update again continues from there", prev, to)
@@ -275,6 +284,14 @@ func (e *MigrationError) Error() string {
 			to, to, forceTarget(e.Step))
 	}
 	return b.String()
+}
+
+// versionName names a version in messages.
+func versionName(v int) string {
+	if v < 0 {
+		return "no version (empty)"
+	}
+	return fmt.Sprintf("version %d", v)
 }
 
 func forceTarget(p *step) string {

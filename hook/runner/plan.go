@@ -11,7 +11,8 @@ import (
 )
 
 // Plan writes to w the SQL that Update would execute now, in order, with the transaction
-// framing and timeouts it would use. It changes nothing and takes no lock. When Update would
+// framing and timeouts it would use (for an empty database, one transaction per run of
+// transactional migrations). It changes nothing and takes no lock. When Update would
 // refuse (dirty, newer, drift) Plan writes nothing and returns the same error; when nothing is
 // pending it writes a comment saying so and returns nil.
 func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
@@ -50,7 +51,16 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 	if !st.Initialized || !st.HasHistory {
 		fmt.Fprintf(&b, "-- first, the version and history tables are created (schema_migrations, schemahook_history)\n")
 	}
-	for _, m := range pending {
+	// An empty database is initialized with consecutive transactional migrations in one
+	// transaction (Update, pgdriver.Driver.Initialize); grouped says which those are.
+	grouped := make([]bool, len(pending))
+	if st.Version == pgdriver.NilVersion {
+		fmt.Fprintf(&b, "-- the database is empty: consecutive transactional migrations run as ONE transaction, split at no-transaction migrations; a failure rolls back the whole transaction\n")
+		for i, m := range pending {
+			grouped[i] = s.drv.Groupable(m)
+		}
+	}
+	for i, m := range pending {
 		fmt.Fprintf(&b, "\n-- ===== %s =====\n", m.Up.Name)
 		if m.Up.NoTransaction {
 			fmt.Fprintf(&b, "-- no transaction: version %d is marked dirty first; each statement runs on its own with lock_timeout %s (none for CONCURRENTLY), retried on SQLSTATE 55P03\n",
@@ -59,12 +69,26 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 			fmt.Fprintf(&b, "-- then version %d is recorded clean with its history row\n", m.Version)
 			continue
 		}
-		fmt.Fprintf(&b, "BEGIN;\nSET LOCAL lock_timeout = '%s';\n", d.LockTimeout)
-		if d.StatementTimeout > 0 {
-			fmt.Fprintf(&b, "SET LOCAL statement_timeout = '%s';\n", d.StatementTimeout)
+		first := !grouped[i] || i == 0 || !grouped[i-1]
+		last := !grouped[i] || i == len(pending)-1 || !grouped[i+1]
+		if first {
+			if grouped[i] && !last {
+				n := 1
+				for i+n < len(pending) && grouped[i+n] {
+					n++
+				}
+				fmt.Fprintf(&b, "-- migrations %d–%d run in this one transaction\n", m.Version, pending[i+n-1].Version)
+			}
+			fmt.Fprintf(&b, "BEGIN;\nSET LOCAL lock_timeout = '%s';\n", d.LockTimeout)
+			if d.StatementTimeout > 0 {
+				fmt.Fprintf(&b, "SET LOCAL statement_timeout = '%s';\n", d.StatementTimeout)
+			}
 		}
 		fmt.Fprintf(&b, "%s\n", strings.TrimRight(m.Up.SQL, "\n"))
-		fmt.Fprintf(&b, "-- version %d and its history row are written here, in the same transaction\nCOMMIT; -- on SQLSTATE 55P03 the whole transaction is rolled back and retried\n", m.Version)
+		fmt.Fprintf(&b, "-- version %d and its history row are written here, in the same transaction\n", m.Version)
+		if last {
+			fmt.Fprintf(&b, "COMMIT; -- on SQLSTATE 55P03 the whole transaction is rolled back and retried\n")
+		}
 	}
 	_, err = io.WriteString(w, b.String())
 	return err

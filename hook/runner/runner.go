@@ -98,12 +98,15 @@ type Result struct {
 	Adopted     bool   // history was recorded for a database migrated by golang-migrate
 }
 
-// Update brings the database to the catalog's head: on an empty database it applies every
-// migration, otherwise the pending ones, each in its own transaction with its version row.
-// When the database is already at head it changes nothing and returns a Result with no
-// Applied versions and a nil error. It refuses, changing nothing, when the database is dirty
-// (ErrDirty), newer than the catalog (ErrDatabaseNewer) or has drifted (ErrDrift). A failing
-// migration returns a *pgdriver.MigrationError; the migrations before it stay applied.
+// Update brings the database to the catalog's head. On a database that has a version it
+// applies the pending migrations, each in its own transaction with its version row. On an
+// empty database it applies every migration, with consecutive transactional ones in one
+// transaction (split at no-transaction migrations; see pgdriver.Driver.Initialize). When the
+// database is already at head it changes nothing and returns a Result with no Applied versions
+// and a nil error. It refuses, changing nothing, when the database is dirty (ErrDirty), newer
+// than the catalog (ErrDatabaseNewer) or has drifted (ErrDrift). A failing migration returns a
+// *pgdriver.MigrationError; the migrations committed before it stay applied: on an upgrade,
+// every one before it; on an empty database, those before the failing one's transaction.
 func (r *Runner) Update(ctx context.Context) (res Result, err error) {
 	err = r.locked(ctx, func(s *session) error {
 		res, err = r.update(s)
@@ -150,7 +153,14 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
 		"from", st.Version, "to", head, "pending", len(pending))
 	start := time.Now()
-	err = s.drv.Migrate(func(m *migrate.Migrate) error { return m.Up() })
+	if res.Initialized {
+		// Nobody uses an empty database yet: its migrations may hold their locks until a whole
+		// group commits, which makes a failed first install all or nothing and saves a
+		// transaction and a round trip per migration. Upgrades must not: see Initialize.
+		err = s.drv.Initialize()
+	} else {
+		err = s.drv.Migrate(func(m *migrate.Migrate) error { return m.Up() })
+	}
 	after, _, verr := s.drv.Version()
 	if verr == nil {
 		res.To = after

@@ -77,6 +77,7 @@ func TestFailingMigrationExitCode(t *testing.T) {
 		t.Fatalf("exit %d, want %d", r.Code, exitFailed)
 	}
 	// Logs are JSON lines when stderr is not a terminal; the failure names file, line, SQLSTATE.
+	// The database was empty: migrations 1–3 ran as one transaction, and none of them stays.
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(r.Stderr), "\n") {
 		var rec map[string]any
@@ -85,15 +86,17 @@ func TestFailingMigrationExitCode(t *testing.T) {
 		}
 		if msg, _ := rec["msg"].(string); rec["level"] == "ERROR" {
 			found = strings.Contains(msg, "000003_broken.up.sql failed at line 2") && strings.Contains(msg, "SQLSTATE 42P01") &&
-				strings.Contains(msg, "still at version 2, clean") && rec["exit_code"] == float64(exitFailed)
+				strings.Contains(msg, "nothing of migrations 1–3 was applied") && strings.Contains(msg, "still at no version (empty), clean") &&
+				rec["exit_code"] == float64(exitFailed)
 		}
 	}
 	if !found {
 		t.Fatalf("no error log line naming the file, line and SQLSTATE in:\n%s", r.Stderr)
 	}
 	c := db.Conn(t)
-	if v, dirty := versionRow(t, c); v != 2 || dirty || tableExists(t, c, "ok_so_far") {
-		t.Fatalf("after failure: version (%d, %t), ok_so_far exists=%t; want (2, false), false", v, dirty, tableExists(t, c, "ok_so_far"))
+	if v, dirty := versionRow(t, c); v != -1 || dirty || tableExists(t, c, "ok_so_far") || tableExists(t, c, "accounts") {
+		t.Fatalf("after failure: version (%d, %t), ok_so_far exists=%t, accounts exists=%t; want no version, neither table",
+			v, dirty, tableExists(t, c, "ok_so_far"), tableExists(t, c, "accounts"))
 	}
 }
 

@@ -232,6 +232,11 @@ func waitForBackends(t *testing.T, c *pgx.Conn, role string, limit time.Duration
 // SIGKILL at seeded random moments, at least 100 times. After every kill the database must be
 // at some version v, clean, holding exactly the objects and rows of migrations ≤ v and history
 // rows 1..v; the next run continues from there, and every round ends at head.
+//
+// Each round starts with an initial install of an empty schema, killed once at a moment
+// anywhere within an install's duration: it runs as one transaction, so it leaves nothing or
+// everything. Then the round goes on from version 1 as upgrades, one transaction per
+// migration, killed until head is reached, so that kills land all along the sequence.
 func TestSIGKILLAtRandomMoments(t *testing.T) {
 	const (
 		migrations = 24
@@ -258,48 +263,81 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 	var (
 		kills, rounds int
 		killedAt      = map[int]int{} // version observed after a kill → count
+		installKills  = map[int]int{} // the same, for kills of an initial install
 		orphanWaits   []time.Duration
 		delays        []time.Duration
 		started       = time.Now()
 	)
-	for ; kills < wantKills; rounds++ {
-		// Each round starts from an empty schema.
+	resetSchema := func() {
 		if _, err := admin.Exec(ctx, "DROP SCHEMA public CASCADE; CREATE SCHEMA public AUTHORIZATION "+db.Role); err != nil {
 			t.Fatal(err)
 		}
-		window, last := maxDelay, -2
-		for {
-			if kills == maxKills {
-				t.Fatalf("%d kills without finishing round %d (at version %d)", kills, rounds, last)
-			}
-			p := start(t, db.URL, env, args...)
-			delay := time.Duration(rng.Int64N(int64(window)))
-			delays = append(delays, delay)
-			time.Sleep(delay) // the random kill moment
-			p.assertArgsClean()
-			killed := p.kill()
-			orphanWaits = append(orphanWaits, waitForBackends(t, admin, db.Role, 15*time.Second))
-			st := readCrashState(t, admin)
-			if want := expectedState(migs, st.version); st.dirty || st.String() != want.String() {
-				t.Fatalf("after a kill (round %d, kill %d) the database is not a clean prefix:\n got  %s\n want %s\nstderr of the killed run:\n%s",
-					rounds, kills, st, want, p.res.stderr)
-			}
-			if !killed {
-				// It finished before the kill: it must have succeeded and reached head.
-				if p.res.code != exitOK || st.version != migrations {
-					t.Fatalf("unkilled run: exit %d at version %d\n%s", p.res.code, st.version, p.res.stderr)
-				}
-				break
-			}
+	}
+	// killAt starts an update, kills it after delay and checks that the database is a clean
+	// prefix; it returns the version found and whether the run was still going when killed.
+	killAt := func(delay time.Duration) (int, bool) {
+		t.Helper()
+		p := start(t, db.URL, env, args...)
+		delays = append(delays, delay)
+		time.Sleep(delay) // the random kill moment
+		p.assertArgsClean()
+		killed := p.kill()
+		orphanWaits = append(orphanWaits, waitForBackends(t, admin, db.Role, 15*time.Second))
+		st := readCrashState(t, admin)
+		if want := expectedState(migs, st.version); st.dirty || st.String() != want.String() {
+			t.Fatalf("after a kill (round %d, kill %d) the database is not a clean prefix:\n got  %s\n want %s\nstderr of the killed run:\n%s",
+				rounds, kills, st, want, p.res.stderr)
+		}
+		if !killed && (p.res.code != exitOK || st.version != migrations) {
+			// It finished before the kill: it must have succeeded and reached head.
+			t.Fatalf("unkilled run: exit %d at version %d\n%s", p.res.code, st.version, p.res.stderr)
+		}
+		return st.version, killed
+	}
+	// How long an initial install takes, start-up included: its kills are spread over that.
+	resetSchema()
+	install := run(t, db.URL, env, args...)
+	if install.code != exitOK {
+		t.Fatalf("initial install: exit %d\n%s", install.code, install.stderr)
+	}
+	installWindow := install.elapsed * 5 / 4
+	first := map[string]string{"000001_ledger.up.sql": files["000001_ledger.up.sql"], "000001_ledger.down.sql": files["000001_ledger.down.sql"]}
+	firstEnv := migrationsEnv(writeDir(t, first))
+	for ; kills < wantKills; rounds++ {
+		// Each round starts from an empty schema, with an initial install: all or nothing.
+		resetSchema()
+		v, killed := killAt(time.Duration(rng.Int64N(int64(installWindow))))
+		if v != -1 && v != migrations {
+			t.Fatalf("a killed initial install left version %d: want nothing or everything (%d)", v, migrations)
+		}
+		if killed {
 			kills++
-			killedAt[st.version]++
-			if st.version == migrations {
-				break
+			killedAt[v]++
+			installKills[v]++
+		}
+		// Unless it got through, the round goes on as upgrades from version 1.
+		if v != migrations {
+			if r := run(t, db.URL, firstEnv, args...); r.code != exitOK {
+				t.Fatalf("update to version 1: exit %d\n%s", r.code, r.stderr)
 			}
-			if st.version == last {
-				window += widen
-			} else {
-				window, last = maxDelay, st.version
+			window, last := maxDelay, -2
+			for {
+				if kills == maxKills {
+					t.Fatalf("%d kills without finishing round %d (at version %d)", kills, rounds, last)
+				}
+				if v, killed = killAt(time.Duration(rng.Int64N(int64(window)))); !killed {
+					break
+				}
+				kills++
+				killedAt[v]++
+				if v == migrations {
+					break
+				}
+				if v == last {
+					window += widen
+				} else {
+					window, last = maxDelay, v
+				}
 			}
 		}
 		// The round converged; one more run is a no-op that says so.
@@ -324,6 +362,8 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 		delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
 	t.Logf("%d SIGKILLs in %d rounds over %d migrations in %s; version observed after each kill (version:count, -1 = nothing applied): %s",
 		kills, rounds, migrations, time.Since(started).Round(time.Millisecond), strings.Join(dist, " "))
+	t.Logf("initial installs (%s each, unkilled) killed %d times: nothing applied %d, everything %d",
+		install.elapsed.Round(time.Millisecond), installKills[-1]+installKills[migrations], installKills[-1], installKills[migrations])
 	t.Logf("killed hook's backend gone after: median %s, p90 %s, max %s",
 		orphanWaits[len(orphanWaits)/2].Round(time.Millisecond), orphanWaits[len(orphanWaits)*9/10].Round(time.Millisecond),
 		orphanWaits[len(orphanWaits)-1].Round(time.Millisecond))
@@ -331,5 +371,8 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 	// the last migration: otherwise the test proved little.
 	if len(killedAt) < migrations/3 {
 		t.Errorf("kills observed only %d distinct versions, want at least %d", len(killedAt), migrations/3)
+	}
+	if installKills[-1] == 0 {
+		t.Error("no kill landed inside an initial install")
 	}
 }

@@ -114,63 +114,92 @@ func TestDatabaseOutages(t *testing.T) {
 		t.Logf("gave up after %s with %d attempts", r.elapsed.Round(time.Millisecond), attempts)
 	})
 
-	t.Run("server crash in the middle of a slow migration", func(t *testing.T) {
-		p := start(t, appURL, env, "update", "--wait-for-db", "10s")
-		// Poll until the slow migration is inside its pg_sleep, its earlier statements done.
-		admin := connect(t, l.AdminURL())
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var n int
-			if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND state = 'active' AND query LIKE '%pg_sleep(1.5)%'").Scan(&n); err != nil {
+	// The file and its COMMIT travel in one query (one round trip), so a connection lost while
+	// it runs leaves the client unable to know whether the server committed: the message must
+	// say so rather than claim either outcome. The database says which afterwards. On an upgrade
+	// the query is one migration's; on an empty database, the whole install's transaction.
+	crashCases := []struct {
+		name    string
+		from    int    // the version before the update: 1 is an upgrade, -1 an initial install
+		unknown string // what the message says
+	}{
+		{name: "server crash in the middle of a slow migration", from: 1,
+			unknown: "whether it was applied is not known: the database is at version 1 or at version 2, clean either way"},
+		{name: "server crash in the middle of an initial install", from: -1,
+			unknown: "the connection failed while the server ran migrations 1–2 (one transaction) and their COMMIT, so whether they were applied is not known: " +
+				"the database is at no version (empty) or at version 2, clean either way"},
+	}
+	for _, tc := range crashCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := connect(t, appURL)
+			if _, err := c.Exec(context.Background(), "DROP TABLE IF EXISTS a, b, schema_migrations, schemahook_history"); err != nil {
 				t.Fatal(err)
 			}
-			if n > 0 {
-				break
+			if tc.from == 1 {
+				first := map[string]string{"000001_a.up.sql": outageFiles["000001_a.up.sql"], "000001_a.down.sql": outageFiles["000001_a.down.sql"]}
+				if r := run(t, appURL, migrationsEnv(writeDir(t, first)), "update"); r.code != exitOK {
+					t.Fatalf("update to 1: exit %d\n%s", r.code, r.stderr)
+				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the slow migration never started:\n%s", p.stderr.String())
+			p := start(t, appURL, env, "update", "--wait-for-db", "10s")
+			// Poll until the slow migration is inside its pg_sleep, its earlier statements done.
+			admin := connect(t, l.AdminURL())
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var n int
+				if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND state = 'active' AND wait_event = 'PgSleep'").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the slow migration never started:\n%s", p.stderr.String())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err := l.Stop(); err != nil { // immediate: like a crash or a failover
-			t.Fatal(err)
-		}
-		stopped := time.Now()
-		if err := l.Start(); err != nil {
-			t.Fatal(err)
-		}
-		r := p.wait(60 * time.Second)
-		msgs := r.messages()
-		t.Logf("update exit %d %s after the crash:\n%s", r.code, time.Since(stopped).Round(time.Millisecond), msgs)
-		// The file and its COMMIT travel in one query (one round trip), so a connection lost
-		// while it runs leaves the client unable to know whether the server committed: the
-		// message must say so rather than claim either outcome. The database says which below.
-		if r.code != exitFailed || !strings.Contains(msgs, "000002_slow.up.sql") ||
-			!strings.Contains(msgs, "whether it was applied is not known: the database is at version 1 or at version 2, clean either way") {
-			t.Errorf("exit %d, want %d naming 000002_slow.up.sql and saying it is not known whether it was applied (version 1 or 2, clean)", r.code, exitFailed)
-		}
-		c := connect(t, appURL)
-		var b, x bool
-		var id int
-		if err := c.QueryRow(context.Background(), `SELECT to_regclass('b') IS NOT NULL,
-			EXISTS (SELECT FROM information_schema.columns WHERE table_name = 'a' AND column_name = 'x'), (SELECT id FROM a)`).Scan(&b, &x, &id); err != nil {
-			t.Fatal(err)
-		}
-		v, dirty := versionRow(t, c)
-		if v != 1 || dirty || b || x || id != 1 || !slices.Equal(historyVersions(t, c), []int{1}) {
-			t.Fatalf("after the crash: version (%d, %t), table b %t, column a.x %t, a.id %d, history %v; want (1, false), none of migration 2",
-				v, dirty, b, x, id, historyVersions(t, c))
-		}
-		r = run(t, appURL, env, "update", "--wait-for-db", "10s")
-		if r.code != exitOK {
-			t.Fatalf("rerun after the crash: exit %d\n%s", r.code, r.stderr)
-		}
-		var rows int
-		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM b").Scan(&rows); err != nil || rows != 1000 {
-			t.Fatalf("after the rerun b has %d rows (%v), want 1000", rows, err)
-		}
-		if v, dirty := versionRow(t, c); v != 2 || dirty || !slices.Equal(historyVersions(t, c), []int{1, 2}) {
-			t.Fatalf("after the rerun: (%d, %t), history %v", v, dirty, historyVersions(t, c))
-		}
-	})
+			if err := l.Stop(); err != nil { // immediate: like a crash or a failover
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			if err := l.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r := p.wait(60 * time.Second)
+			msgs := r.messages()
+			t.Logf("update exit %d %s after the crash:\n%s", r.code, time.Since(stopped).Round(time.Millisecond), msgs)
+			if r.code != exitFailed || !strings.Contains(msgs, "000002_slow.up.sql") || !strings.Contains(msgs, tc.unknown) {
+				t.Errorf("exit %d, want %d naming 000002_slow.up.sql and saying %q", r.code, exitFailed, tc.unknown)
+			}
+			c = connect(t, appURL)
+			var a, b, x bool
+			if err := c.QueryRow(context.Background(), `SELECT to_regclass('a') IS NOT NULL, to_regclass('b') IS NOT NULL,
+				EXISTS (SELECT FROM information_schema.columns WHERE table_name = 'a' AND column_name = 'x')`).Scan(&a, &b, &x); err != nil {
+				t.Fatal(err)
+			}
+			id, wantID := 0, 0 // a.id: migration 2 sets it to 2
+			if a {
+				wantID = 1
+				if err := c.QueryRow(context.Background(), "SELECT id FROM a").Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v, dirty := versionRow(t, c)
+			if v != tc.from || dirty || a != (tc.from == 1) || b || x || id != wantID || !slices.Equal(historyVersions(t, c), seq(1, tc.from)) {
+				t.Fatalf("after the crash: version (%d, %t), table a %t (id %d), table b %t, column a.x %t, history %v; want (%d, false), nothing of migration 2",
+					v, dirty, a, id, b, x, historyVersions(t, c), tc.from)
+			}
+			r = run(t, appURL, env, "update", "--wait-for-db", "10s")
+			if r.code != exitOK {
+				t.Fatalf("rerun after the crash: exit %d\n%s", r.code, r.stderr)
+			}
+			var rows int
+			if err := c.QueryRow(context.Background(), "SELECT count(*) FROM b").Scan(&rows); err != nil || rows != 1000 {
+				t.Fatalf("after the rerun b has %d rows (%v), want 1000", rows, err)
+			}
+			if v, dirty := versionRow(t, c); v != 2 || dirty || !slices.Equal(historyVersions(t, c), []int{1, 2}) {
+				t.Fatalf("after the rerun: (%d, %t), history %v", v, dirty, historyVersions(t, c))
+			}
+		})
+	}
 }
