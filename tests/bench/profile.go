@@ -281,8 +281,8 @@ func pprofSummary(ctx context.Context, benchDir string, res *profileResult) erro
 var frames = []struct{ fn, what string }{
 	{"github.com/golang-migrate/migrate/v4.(*Migrate).readUp", "golang-migrate reading ahead: opening each file again through its source"},
 	{"github.com/golang-migrate/migrate/v4.(*Migration).Buffer", "golang-migrate buffering each file before the driver reads it"},
-	{"github.com/schemahook/schemahook/hook/pgdriver.(*Driver).Run", "sending each file (pgdriver Run)"},
-	{"github.com/schemahook/schemahook/hook/pgdriver.(*Driver).SetVersion", "version and history rows, commit (pgdriver SetVersion)"},
+	{"github.com/schemahook/schemahook/hook/pgdriver.(*Driver).Run", "reading and checking each file (pgdriver Run)"},
+	{"github.com/schemahook/schemahook/hook/pgdriver.(*Driver).SetVersion", "building, sending and confirming the queries: files, version and history rows, COMMIT (pgdriver SetVersion)"},
 	{"log/slog.(*Logger).Info", "logging one line per migration"},
 	{"runtime.gcBgMarkWorker", "garbage collection"},
 }
