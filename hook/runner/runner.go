@@ -246,31 +246,30 @@ type session struct {
 // open connects and reads the catalog (the first time) at once. A catalog error wins: it says
 // what to fix, and waiting for a database that is down would only delay it.
 func (r *Runner) open(ctx context.Context, wait time.Duration) (*session, error) {
-	type dialed struct {
-		conn *pgx.Conn
-		err  error
-	}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan dialed, 1)
+	// The dial runs on this goroutine and the reading on another, not the other way round: the
+	// connection is on the critical path (the server forks and authenticates meanwhile), so its
+	// first packet should not wait for the readers to be scheduled.
+	loaded := make(chan error, 1)
 	go func() {
-		conn, err := dbconn.Connect(dctx, r.cfg, wait, r.o.log)
-		done <- dialed{conn, err}
-	}()
-	cat, err := r.load()
-	if err != nil {
-		cancel()
-		if d := <-done; d.conn != nil {
-			err = errors.Join(err, d.conn.Close(context.WithoutCancel(ctx)))
+		_, err := r.load()
+		if err != nil {
+			cancel()
 		}
+		loaded <- err
+	}()
+	conn, err := dbconn.Connect(dctx, r.cfg, wait, r.o.log)
+	if lerr := <-loaded; lerr != nil {
+		if conn != nil {
+			lerr = errors.Join(lerr, conn.Close(context.WithoutCancel(ctx)))
+		}
+		return nil, lerr
+	}
+	if err != nil {
 		return nil, err
 	}
-	d := <-done
-	if d.err != nil {
-		return nil, d.err
-	}
-	conn := d.conn
-	drv, err := pgdriver.New(ctx, conn, cat, r.o.driver, r.o.log)
+	drv, err := pgdriver.New(ctx, conn, r.catalog(), r.o.driver, r.o.log)
 	if err != nil {
 		return nil, errors.Join(err, conn.Close(context.WithoutCancel(ctx)))
 	}
