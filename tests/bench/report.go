@@ -300,10 +300,9 @@ func (r *results) whereTimeGoes(b *strings.Builder) {
 	w("with the same %d migrations, under a CPU profile, with its connection's socket instrumented and\n", n)
 	w("`pg_stat_statements` reset before. Figures are per run.\n\n")
 	w("| | |\n|---|---|\n")
-	w("| engine, in process | %s (the CLI's P2 median, %s, adds process start, file loading and logging to stderr) |\n", secs(p.wall), secs(r.p2Median(toolSchemahook)))
-	w("| round trips | %d, %.1f per migration; %s sent, %s received |\n", p.roundTrips, float64(p.roundTrips)/float64(n), kb(p.bytesOut), kb(p.bytesIn))
-	w("| waiting for the server | %s, %s of the wall time (blocked in socket reads; %.0f µs per round trip) |\n",
-		secs(p.readWait), pct(p.readWait), float64(p.readWait.Microseconds())/float64(max(p.roundTrips, 1)))
+	w("| engine, in process | %s (under a CPU profile; the CLI's P2 median, with process start and file loading, is %s) |\n", secs(p.wall), secs(r.p2Median(toolSchemahook)))
+	w("| round trips | %d in all, %.2f per migration; %s sent, %s received |\n", p.roundTrips, float64(p.roundTrips)/float64(n), kb(p.bytesOut), kb(p.bytesIn))
+	w("| waiting for the server | %s, %s of the wall time (blocked in socket reads) |\n", secs(p.readWait), pct(p.readWait))
 	if p.statements > 0 {
 		w("| of which executing statements | %s, %s (`pg_stat_statements`: %d statements, %.1f per migration) |\n",
 			secs(p.serverExec), pct(p.serverExec), p.statements, float64(p.statements)/float64(n))
@@ -341,17 +340,12 @@ func (r *results) whereTimeGoes(b *strings.Builder) {
 			files += g.total
 		}
 	}
-	perRT := time.Duration(0)
-	if p.roundTrips > 0 {
-		perRT = (p.readWait - p.serverExec) / time.Duration(p.roundTrips)
-	}
 	w("Reading it: the engine waits for the server %s of the time. Executing statements is %s: the migration\n", pct(p.readWait), pct(p.serverExec))
 	w("files' own SQL %s, schemahook's bookkeeping (transaction control, version and history rows, its tables)\n", secs(files))
-	w("%s. The rest of the wait, %s, is the cost of each round trip beyond execution — protocol, parsing,\n", secs(own), secs(p.readWait-p.serverExec))
-	w("waking both processes, loopback — about %.0f µs for each of the %d. Work on the client outside socket reads\n", float64(perRT.Microseconds()), p.roundTrips)
-	w("is %s; the client's CPU (%s of the wall time) partly overlaps the waits. Round trips and statements\n", secs(p.wall-p.readWait), pct(p.cpu))
-	w("per migration set most of the time; the P2 rows \"statements / commits\" and \"CPU\" compare the tools on\n")
-	w("exactly that.\n\n")
+	w("%s. The rest of the wait, %s, is the server's work around the statements — receiving and parsing the\n", secs(own), secs(p.readWait-p.serverExec))
+	w("queries, committing, sending results — and waking both processes, over %d round trips (%.2f per migration).\n", p.roundTrips, float64(p.roundTrips)/float64(n))
+	w("Work on the client outside socket reads is %s; the client's CPU is %s of the wall time. The P2 rows\n", secs(p.wall-p.readWait), pct(p.cpu))
+	w("\"statements / commits\" and \"CPU\" compare the tools on what the server is made to do.\n\n")
 	floor, sh, ps, up := r.p2Median(toolPsqlTx), r.p2Median(toolSchemahook), r.p2Median(toolPsql), r.p2Median(toolUpgrade)
 	w("An empty database takes %s, %s `psql -1`: one transaction, like psql's, plus a version and a history row per\n", secs(sh), times(ratio(sh, ps)))
 	w("migration and the process's start, file loading and connection. An upgrade through the same %d migrations\n", n-1)
