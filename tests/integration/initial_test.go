@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,26 +16,9 @@ import (
 
 	"github.com/schemahook/schemahook/hook/pgdriver"
 	"github.com/schemahook/schemahook/hook/runner"
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
-
-// logBuffer keeps a runner's log for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // appliedLines returns the versions of the "applied migration" lines of a text log, in order,
 // with their durations.
@@ -59,9 +41,9 @@ func appliedLines(t testing.TB, log string) ([]int, []time.Duration) {
 var appliedRE = regexp.MustCompile(`msg="applied migration" version=(\d+) name=\S+ duration=(\S+)`)
 
 // loggedRunner is countedRunner whose log is kept too.
-func loggedRunner(t testing.TB, db *pgtest.DB, dir string, opts pgdriver.Options) (*runner.Runner, *roundTrips, *logBuffer) {
+func loggedRunner(t testing.TB, db *pgtest.DB, dir string, opts pgdriver.Options) (*runner.Runner, *roundTrips, *clitest.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &clitest.Buffer{}
 	l := slog.New(slog.NewTextHandler(io.MultiWriter(logs, tWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r, rt := countedRunner(t, db, dir, opts, nil, runner.WithLogger(l))
 	return r, rt, logs

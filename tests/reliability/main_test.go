@@ -4,7 +4,6 @@
 package reliability
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -142,31 +141,12 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 
 func writeDir(t testing.TB, files map[string]string) string { return clitest.WriteDir(t, files) }
 
-// lockedBuffer is written by the process's output copier and read by the test while the
-// process runs (to poll for a log line).
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is one running schemahook process.
 type proc struct {
 	t              testing.TB
 	args           []string
 	cmd            *exec.Cmd
-	stdout, stderr *lockedBuffer
+	stdout, stderr *clitest.Buffer
 	done           chan struct{}
 	res            result
 	started        time.Time
@@ -208,7 +188,7 @@ func start(t testing.TB, dbURL string, env []string, args ...string) *proc {
 		cmd.Env = append(cmd.Env, "SCHEMAHOOK_DATABASE_URL="+dbURL)
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{t: t, args: args, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, args: args, cmd: cmd, stdout: &clitest.Buffer{}, stderr: &clitest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting schemahook %v: %v", args, err)
