@@ -216,7 +216,7 @@ func (a *app) catalog() (*source.Catalog, error) {
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: --migrations %q is not a readable directory", source.ErrInvalid, a.migrationsDir)
 	}
-	return source.Open(os.DirFS(a.migrationsDir), ".")
+	return source.Open(source.Dir(a.migrationsDir), ".")
 }
 
 // runner builds a Runner from the shared settings plus per-command driver options.

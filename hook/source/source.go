@@ -306,7 +306,13 @@ func readAll(fsys fs.FS, dir string, names []string) ([]string, error) {
 
 // readFile reads name into buf (grown as needed and returned for reuse) and returns a copy.
 func readFile(fsys fs.FS, name string, buf []byte) (string, []byte, error) {
-	f, err := fsys.Open(name)
+	var f io.ReadCloser
+	var err error
+	if d, ok := fsys.(dirFS); ok {
+		f, err = d.open(name)
+	} else {
+		f, err = fsys.Open(name)
+	}
 	if err != nil {
 		return "", buf, err
 	}
