@@ -111,7 +111,8 @@ type Driver struct {
 	versionTable string // sanitized identifiers
 	historyTable string
 	lockKey      int64
-	tablesExist  bool // both tables existed when last looked at (see State)
+	identified   bool // lockKey is known (see identify)
+	tablesExist  bool // both tables existed when last looked at, or were never looked for (see State)
 	lockDepth    int
 
 	cur     int         // last version read or written
@@ -145,39 +146,55 @@ type step struct {
 	took     time.Duration // in a group: the step's time as recorded in its history row
 }
 
-// New returns a driver on conn for the migrations of catalog. It reads the current database
-// and schema to derive the advisory lock key; it does not create any table.
+// New returns a driver on conn for the migrations of catalog. It sends nothing: State reads
+// the tables at once, and the first Lock learns the database and schema the lock key is
+// derived from. A no-op update or a gate check is then one round trip after connecting.
 func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Options, log *slog.Logger) (*Driver, error) {
 	opts = opts.withDefaults()
-	d := &Driver{
+	return &Driver{
 		ctx: ctx, conn: conn, opts: opts, catalog: catalog, log: log, cur: NilVersion,
 		versionTable: pgx.Identifier{opts.MigrationsTable}.Sanitize(),
 		historyTable: pgx.Identifier{opts.HistoryTable}.Sanitize(),
+		// Migrators never drop the tables, so State reads them without asking first.
+		tablesExist: true,
+	}, nil
+}
+
+// identify derives the migration lock key from the current database and schema, once per
+// session, before the first lock is taken.
+func (d *Driver) identify() error {
+	if d.identified {
+		return nil
 	}
 	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
 	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early. The
-	// setting rides on the first query: every round trip counts on the no-op path.
-	// Whether the tables exist rides on it too, saving State a round trip (see there).
+	// setting rides on this query, which every session that changes anything sends first.
 	check := "''"
-	if major(conn.PgConn().ParameterStatus("server_version")) >= 14 {
+	if major(d.conn.PgConn().ParameterStatus("server_version")) >= 14 {
 		check = "set_config('client_connection_check_interval', '1s', false)"
 	}
-	q := "SELECT current_database(), coalesce(current_schema(), ''), " + check + ", to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL"
 	var dbName, schema, ignored string
-	if err := conn.QueryRow(ctx, q, d.versionTable, d.historyTable).Scan(&dbName, &schema, &ignored, &d.tablesExist); err != nil {
-		return nil, fmt.Errorf("reading the current database: %w", err)
+	if err := d.conn.QueryRow(d.ctx, "SELECT current_database(), coalesce(current_schema(), ''), "+check).Scan(&dbName, &schema, &ignored); err != nil {
+		return fmt.Errorf("reading the current database: %w", err)
 	}
 	if schema == "" {
-		return nil, fmt.Errorf("no schema is selected: search_path %q names no existing schema — create it or set search_path", conn.Config().RuntimeParams["search_path"])
+		return d.noSchema()
 	}
-	key, err := database.GenerateAdvisoryLockId(dbName, schema, opts.MigrationsTable)
+	key, err := database.GenerateAdvisoryLockId(dbName, schema, d.opts.MigrationsTable)
 	if err != nil {
-		return nil, fmt.Errorf("computing the migration lock key: %w", err)
+		return fmt.Errorf("computing the migration lock key: %w", err)
 	}
 	if d.lockKey, err = strconv.ParseInt(key, 10, 64); err != nil {
-		return nil, fmt.Errorf("computing the migration lock key: %w", err)
+		return fmt.Errorf("computing the migration lock key: %w", err)
 	}
-	return d, nil
+	d.identified = true
+	return nil
+}
+
+// noSchema is the error for a session whose search_path names no existing schema: the tables
+// have nowhere to live.
+func (d *Driver) noSchema() error {
+	return fmt.Errorf("no schema is selected: search_path %q names no existing schema — create it or set search_path", d.conn.Config().RuntimeParams["search_path"])
 }
 
 func major(serverVersion string) int {
@@ -205,6 +222,9 @@ func (d *Driver) Lock() error {
 	if d.lockDepth > 0 {
 		d.lockDepth++
 		return nil
+	}
+	if err := d.identify(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.opts.LockWait)
 	defer cancel()

@@ -55,30 +55,45 @@ const (
 // State reads the version row and, as detail asks, the history table. It never creates or
 // locks anything, so `check` and `status` can run against a database they may not write to.
 //
-// Every deploy and sync runs it, so it costs one round trip when the tables exist: New learnt
-// that they did, and migrators never drop them. Should someone have dropped one since, the
-// read fails with SQLSTATE 42P01 and State asks the catalog which tables exist, as it does
-// when New found them missing (another run may have created them since).
+// Every deploy and sync runs it, so it costs one round trip when the tables exist, which it
+// assumes until it learns otherwise: migrators never drop them. When one is missing (a new
+// database, a golang-migrate-only one, or someone dropped it) the read fails with SQLSTATE
+// 42P01 and State asks the catalog which tables exist, as it does from then on in this session
+// (another run may create them meanwhile).
 func (d *Driver) State(detail Detail) (State, error) {
-	if d.tablesExist {
-		st, err := d.readState(State{Initialized: true, HasHistory: true}, detail)
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.UndefinedTable {
-			return st, err
-		}
-		d.tablesExist = false
+	if st, ok, err := d.StateIfInitialized(detail); ok || err != nil {
+		return st, err
 	}
 	st := State{Version: NilVersion}
-	err := d.conn.QueryRow(d.ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
-		d.versionTable, d.historyTable).Scan(&st.Initialized, &st.HasHistory)
+	var schema bool
+	err := d.conn.QueryRow(d.ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, current_schema() IS NOT NULL",
+		d.versionTable, d.historyTable).Scan(&st.Initialized, &st.HasHistory, &schema)
 	if err != nil {
 		return st, fmt.Errorf("reading the schema version: %w", err)
+	}
+	if !schema {
+		return st, d.noSchema()
 	}
 	if !st.Initialized {
 		return st, nil
 	}
 	d.tablesExist = st.HasHistory
 	return d.readState(st, detail)
+}
+
+// StateIfInitialized is State for a caller that only wants a database with both tables: ok is
+// false, after one round trip at most, when one is missing or was found missing before.
+func (d *Driver) StateIfInitialized(detail Detail) (st State, ok bool, err error) {
+	if !d.tablesExist {
+		return st, false, nil
+	}
+	st, err = d.readState(State{Initialized: true, HasHistory: true}, detail)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable {
+		d.tablesExist = false
+		return State{Version: NilVersion}, false, nil
+	}
+	return st, err == nil, err
 }
 
 // readState reads the version row and the history, in one round trip, into st, whose

@@ -108,7 +108,23 @@ type Result struct {
 // *pgdriver.MigrationError; the migrations committed before it stay applied: on an upgrade,
 // every one before it; on an empty database, those before the failing one's transaction.
 func (r *Runner) Update(ctx context.Context) (res Result, err error) {
-	err = r.locked(ctx, func(s *session) error {
+	s, err := r.open(ctx, r.o.waitForDB)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	// Most runs find nothing to do: every deploy and sync runs the hook. A database that is
+	// clean, at head and whose history matches the files needs no lock to say so — the version
+	// row is only ever committed clean with everything it stands for, so what was read is a
+	// state the database was in, and a migrator that commits after the read is as if it had
+	// started after this run. Anything else is read again and decided under the lock.
+	if st, ok, err := s.drv.StateIfInitialized(pgdriver.Checksums); err != nil {
+		return res, err
+	} else if ok && r.noop(st) {
+		r.o.log.Info("schema is current", "version", st.Version)
+		return Result{From: st.Version, To: st.Version}, nil
+	}
+	err = r.lockedOn(s, func(s *session) error {
 		res, err = r.update(s)
 		return err
 	})
@@ -125,7 +141,7 @@ func (r *Runner) update(s *session) (res Result, err error) {
 		return res, err
 	}
 	head := int(r.catalog().Head().Version)
-	adopt := st.Version >= 0 && len(st.History) < r.appliedCount(st.Version)
+	adopt := r.adopting(st)
 	if st.Version != head || adopt {
 		// What follows records or runs down files: a bad one stops the update here, before
 		// anything changes. A no-op never reads them.
@@ -186,11 +202,29 @@ func (r *Runner) locked(ctx context.Context, fn func(*session) error) (err error
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
+	return r.lockedOn(s, fn)
+}
+
+// lockedOn runs fn on s holding the migration lock, then unlocks, joining the error to fn's.
+func (r *Runner) lockedOn(s *session, fn func(*session) error) (err error) {
 	if err := s.drv.Lock(); err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.drv.Unlock()) }()
 	return fn(s)
+}
+
+// noop reports whether st needs nothing done: clean, at head, with a history that covers
+// every applied migration and matches the files.
+func (r *Runner) noop(st pgdriver.State) bool {
+	return st.HasHistory && !st.Dirty && st.Version == int(r.catalog().Head().Version) &&
+		!r.adopting(st) && r.validate(st) == nil
+}
+
+// adopting reports whether st is a database migrated by another tool up to a version the
+// history does not cover yet: the update records that history.
+func (r *Runner) adopting(st pgdriver.State) bool {
+	return st.Version >= 0 && len(st.History) < r.appliedCount(st.Version)
 }
 
 // appliedCount is the number of catalog migrations at or below version.
