@@ -35,8 +35,8 @@ func (a *app) updateCommand() *cobra.Command {
 database, then applies every pending migration in its own transaction together with its version
 row. An empty database is initialized with consecutive transactional migrations in one transaction
 (split at no-transaction ones), so a failed first install leaves it empty. When the schema is
-already current it changes nothing and exits 0 quickly, so it is safe to run on every deploy and
-every Argo CD sync.`,
+already current it changes nothing and exits 0 after one read, without waiting for the migration
+lock, so it is safe to run on every deploy and every Argo CD sync.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, ctx, cancel, err := mf.runner(cmd.Context(), a)
