@@ -52,7 +52,7 @@ func (e *env) noopParts(ctx context.Context) (noopParts, error) {
 
 	var err error
 	res.load, err = medianOf(e.cfg.runs, func() error {
-		_, err := source.Open(os.DirFS(e.small.dir), ".")
+		_, err := source.Open(source.Dir(e.small.dir), ".")
 		return err
 	})
 	if err != nil {
@@ -84,7 +84,7 @@ func (e *env) noopParts(ctx context.Context) (noopParts, error) {
 		}
 		return &countingConn{Conn: c, s: &sock}, nil
 	}
-	cat, err := source.Open(os.DirFS(e.small.dir), ".")
+	cat, err := source.Open(source.Dir(e.small.dir), ".")
 	if err != nil {
 		return res, err
 	}

@@ -66,7 +66,7 @@ func (e *env) profile(ctx context.Context) (profileResult, error) {
 	runners := make([]*runner.Runner, profileRuns)
 	var sock sockStats
 	dialer := &net.Dialer{}
-	cat, err := source.Load(os.DirFS(e.small.dir), ".")
+	cat, err := source.Load(source.Dir(e.small.dir), ".")
 	if err != nil {
 		return res, err
 	}
