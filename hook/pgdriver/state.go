@@ -152,8 +152,14 @@ func (d *Driver) scanVersion(rows pgx.Rows, st *State) error {
 
 // scanHistory reads history rows of the columns detail asks for into out, by version.
 func (d *Driver) scanHistory(rows pgx.Rows, detail Detail, out *[]Applied) error {
+	// Sized for the catalog (the usual row count) rather than grown by doubling: on a no-op,
+	// every page of fresh memory is a page fault.
+	var hint int
+	if d.catalog != nil {
+		hint = len(d.catalog.Migrations())
+	}
 	var err error
-	*out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+	*out, err = pgx.AppendRows(make([]Applied, 0, hint), rows, func(r pgx.CollectableRow) (Applied, error) {
 		var a Applied
 		var v int64
 		dest := []any{&v, &a.Name, &a.Checksum}
