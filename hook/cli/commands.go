@@ -70,7 +70,7 @@ func (m *migrationFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&m.waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
 	f.DurationVar(&m.d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
 	f.DurationVar(&m.d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
-	f.DurationVar(&m.d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook holding the migration lock")
+	f.DurationVar(&m.d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook, or golang-migrate, holding the migration lock")
 	f.DurationVar(&m.total, "timeout", 5*time.Minute, "deadline for the whole run, retries included (0: none)")
 }
 
@@ -124,14 +124,19 @@ it refuses (changing nothing) when one of them is irreversible or has no stored 
 }
 
 func (a *app) checkCommand() *cobra.Command {
-	var wait time.Duration
+	var (
+		wait   time.Duration
+		strict bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Exit 0 only if the database is at this release's head version and clean (the app gate)",
 		Long: `check compares the database's version with the newest migration this binary knows. It exits 0
-when they are equal and the version is clean; 8 when the schema is behind, 5 when the database is
-newer than this release, 6 when it is dirty. With --wait it polls until the schema is current or
-the time is up — use it as an init container so app pods start only on a current schema.`,
+when they are equal and the version is clean; 8 when the schema is behind (or a migration is in
+progress), 5 when the database is newer than this release, 6 when it is dirty. At head, applied
+migrations whose files changed (drift, which update refuses) are a warning, or exit 4 with
+--strict. With --wait it polls until the schema is current or the time is up — use it as an
+init container so app pods start only on a current schema.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := nonNegative("wait", wait); err != nil {
@@ -146,6 +151,12 @@ the time is up — use it as an init container so app pods start only on a curre
 			} else {
 				err = r.Check(cmd.Context())
 			}
+			if errors.Is(err, runner.ErrDrift) && !strict {
+				// The schema is this release's: the app may run. But update will refuse this
+				// database, and the gate must not hide it behind "schema is current".
+				a.log.Warn(err.Error()+" (a warning: exit 4 with --strict)", "drift", true)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -157,6 +168,7 @@ the time is up — use it as an init container so app pods start only on a curre
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "poll until the schema is current or this much time has passed (0: answer at once)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 4) when applied migrations no longer match their files (drift) instead of warning")
 	return cmd
 }
 

@@ -96,5 +96,10 @@ func (g *gate) check(ctx context.Context) error {
 		return g.last
 	}
 	g.last, g.at = g.r.Check(ctx), time.Now()
+	if errors.Is(g.last, runner.ErrDrift) {
+		// The schema is this release's (as `check` without --strict): ready. Update will refuse
+		// the database until the drift is resolved; `status` and `check` say so.
+		g.last = nil
+	}
 	return g.last
 }

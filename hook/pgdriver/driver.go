@@ -33,11 +33,14 @@
 //     while it waits for the lock the CIC session holds: a deadlock.
 //
 // The tables are compatible with golang-migrate's postgres drivers: schema_migrations(version,
-// dirty) with one row, and the advisory lock key is computed the same way, so schemahook and
-// the migrate CLI exclude each other and a database migrated by either is read by both.
+// dirty) with one row, and a database migrated by either tool is read by both. The migration
+// lock excludes every golang-migrate user: golang-migrate derives its advisory lock key from the
+// schema, the table and a database name that depends on how its driver was made (see
+// Driver.identify), so the driver holds both keys it can be (Lock).
 package pgdriver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,8 +113,9 @@ type Driver struct {
 
 	versionTable string // sanitized identifiers
 	historyTable string
-	lockKey      int64
-	identified   bool // lockKey is known (see identify)
+	lockKeys     [2]int64 // golang-migrate's lock keys: library users' and the migrate CLI's (identify)
+	identified   bool     // lockKeys are known (see identify)
+	reconciler   reconciler
 	tablesExist  bool // both tables existed when last looked at, or were never looked for (see State)
 	lockDepth    int
 
@@ -160,32 +164,57 @@ func New(ctx context.Context, conn *pgx.Conn, catalog *source.Catalog, opts Opti
 	}, nil
 }
 
-// identify derives the migration lock key from the current database and schema, once per
+// identify derives the migration lock keys from the current database and schema, once per
 // session, before the first lock is taken.
+//
+// golang-migrate's key is GenerateAdvisoryLockId(database name, schema, table), and the database
+// name is whatever its driver's Config says: WithInstance with an empty DatabaseName (library
+// users, and schemahook's own driver before it held two keys) fills in current_database(),
+// while a driver opened from a URL — the migrate CLI, and every program that calls migrate.New —
+// passes the URL's path with its leading slash, "/dbname" (database/pgx/v5 and
+// database/postgres, Open). Both keys are held, so schemahook excludes either kind of user and
+// each kind still excludes the other schemahook. (A URL that names its database only in a
+// query parameter or PGDATABASE has an empty path and gets current_database() too.)
 func (d *Driver) identify() error {
 	if d.identified {
 		return nil
 	}
 	// An orphaned backend (the hook pod was killed mid-statement) would keep the migration lock
 	// until its statement ends; PostgreSQL 14+ can notice the dead client and abort early. The
-	// setting rides on this query, which every session that changes anything sends first.
+	// setting rides on this query, which every session that changes anything sends first, and
+	// so does the question whether the version table has its forget-reverted trigger.
 	check := "''"
 	if major(d.conn.PgConn().ParameterStatus("server_version")) >= 14 {
 		check = "set_config('client_connection_check_interval', '1s', false)"
 	}
-	var dbName, schema, ignored string
-	if err := d.conn.QueryRow(d.ctx, "SELECT current_database(), coalesce(current_schema(), ''), "+check).Scan(&dbName, &schema, &ignored); err != nil {
+	var (
+		dbName, schema, ignored      string
+		versionSchema, historySchema *string
+	)
+	const schemaOf = `(SELECT quote_ident(n.nspname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(`
+	err := d.conn.QueryRow(d.ctx, "SELECT current_database(), coalesce(current_schema(), ''), "+check+
+		", EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2), "+
+		schemaOf+"$1)), "+schemaOf+"$3))",
+		d.versionTable, d.reconcilerName(), d.historyTable).Scan(&dbName, &schema, &ignored, &d.reconciler.exists, &versionSchema, &historySchema)
+	if err != nil {
 		return fmt.Errorf("reading the current database: %w", err)
 	}
 	if schema == "" {
 		return d.noSchema()
 	}
-	key, err := database.GenerateAdvisoryLockId(dbName, schema, d.opts.MigrationsTable)
-	if err != nil {
-		return fmt.Errorf("computing the migration lock key: %w", err)
-	}
-	if d.lockKey, err = strconv.ParseInt(key, 10, 64); err != nil {
-		return fmt.Errorf("computing the migration lock key: %w", err)
+	// Where the tables are, or will be: EnsureTables creates them in the current schema.
+	current := pgx.Identifier{schema}.Sanitize()
+	d.reconciler.schema = cmp.Or(deref(versionSchema), current)
+	d.reconciler.versionQ = d.reconciler.schema + "." + d.versionTable
+	d.reconciler.historyQ = cmp.Or(deref(historySchema), current) + "." + d.historyTable
+	for i, name := range []string{dbName, "/" + dbName} {
+		key, err := database.GenerateAdvisoryLockId(name, schema, d.opts.MigrationsTable)
+		if err != nil {
+			return fmt.Errorf("computing the migration lock key: %w", err)
+		}
+		if d.lockKeys[i], err = strconv.ParseInt(key, 10, 64); err != nil {
+			return fmt.Errorf("computing the migration lock key: %w", err)
+		}
 	}
 	d.identified = true
 	return nil
@@ -195,6 +224,13 @@ func (d *Driver) identify() error {
 // have nowhere to live.
 func (d *Driver) noSchema() error {
 	return fmt.Errorf("no schema is selected: search_path %q names no existing schema — create it or set search_path", d.conn.Config().RuntimeParams["search_path"])
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 func major(serverVersion string) int {
@@ -215,9 +251,15 @@ func (d *Driver) Drop() error {
 	return errors.New("pgdriver: drop is not supported; revert with down migrations instead")
 }
 
-// Lock takes the session-level migration lock, polling pg_try_advisory_lock with backoff for up
-// to Options.LockWait. It is reentrant, so the runner can validate under the lock and then let
-// golang-migrate take it again.
+// Lock takes the session-level migration lock, polling with backoff for up to Options.LockWait.
+// It is reentrant, so the runner can validate under the lock and then let golang-migrate take
+// it again.
+//
+// The lock is both of golang-migrate's keys (identify), taken in one statement that takes both or
+// neither: the second is tried only once the first is held, and released at once when the second
+// is not to be had. The session therefore never holds one key while it waits for the other —
+// another golang-migrate user may hold that one and wait, with a blocking pg_advisory_lock, for
+// ours — and never waits on the server at all (see the package comment).
 func (d *Driver) Lock() error {
 	if d.lockDepth > 0 {
 		d.lockDepth++
@@ -232,7 +274,12 @@ func (d *Driver) Lock() error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		var ok bool
-		if err := d.conn.QueryRow(d.ctx, "SELECT pg_try_advisory_lock($1)", d.lockKey).Scan(&ok); err != nil {
+		// CASE evaluates its branches in order and only the one it needs; the functions are
+		// volatile, so the planner evaluates none of them ahead.
+		const both = `SELECT CASE WHEN pg_try_advisory_lock($1) THEN
+			CASE WHEN pg_try_advisory_lock($2) THEN true ELSE NOT pg_advisory_unlock($1) END
+		ELSE false END`
+		if err := d.conn.QueryRow(d.ctx, both, d.lockKeys[0], d.lockKeys[1]).Scan(&ok); err != nil {
 			return fmt.Errorf("taking the migration lock: %w", err)
 		}
 		if ok {
@@ -243,38 +290,100 @@ func (d *Driver) Lock() error {
 			return nil
 		}
 		if attempt == 0 {
-			d.log.Info("waiting for the migration lock", "holder", d.lockHolder(), "wait", d.opts.LockWait.String())
+			d.log.Info("waiting for the migration lock", "holder", d.holderText(), "wait", d.opts.LockWait.String())
 		}
 		if err := policy.Sleep(ctx, attempt); err != nil {
 			if d.ctx.Err() != nil {
 				return fmt.Errorf("waiting for the migration lock: %w", d.ctx.Err())
 			}
-			return fmt.Errorf("%w: another migration holds the migration lock (%s) and did not release it within %s — wait for it to finish, or raise --lock-wait",
-				ErrLockTimeout, d.lockHolder(), d.opts.LockWait)
+			return fmt.Errorf("%w: a migration is in progress: the migration lock is held by %s and was not released within %s — wait for it to finish, or raise --lock-wait",
+				ErrLockTimeout, d.holderText(), d.opts.LockWait)
 		}
 	}
 }
 
-// lockHolder describes the session holding the migration lock, for messages.
-func (d *Driver) lockHolder() string {
-	const q = `SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'),
-		coalesce(a.state, ''), a.backend_start
-	FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-	WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	  AND l.classid = (($1::bigint >> 32) & 4294967295)::oid AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1
-	LIMIT 1`
-	var (
-		pid          int
-		app, addr, s string
-		since        time.Time
-	)
-	if err := d.conn.QueryRow(d.ctx, q, d.lockKey).Scan(&pid, &app, &addr, &s, &since); err != nil {
-		return "holder unknown"
-	}
-	return fmt.Sprintf("pid %d, application %q from %s, %s, connected %s ago", pid, app, addr, s, time.Since(since).Round(time.Second))
+// Holder is a session holding the migration lock (either of its keys), for messages.
+type Holder struct {
+	PID         int
+	Application string     // application_name; empty when the client set none
+	Client      string     // client address, or "local socket"; empty when not visible to this role
+	State       string     // pg_stat_activity.state; empty when not visible to this role
+	Since       *time.Time // when its connection started; nil when not visible to this role
+	Key         string     // which of golang-migrate's keys it holds, and so what it likely is
 }
 
-// Unlock releases one level of the migration lock; the last level unlocks in PostgreSQL. A
+func (h *Holder) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pid %d", h.PID)
+	if h.Application != "" {
+		fmt.Fprintf(&b, ", application %q", h.Application)
+	} else {
+		b.WriteString(", no application name")
+	}
+	if h.Client != "" {
+		fmt.Fprintf(&b, " from %s", h.Client)
+	}
+	if h.State != "" {
+		fmt.Fprintf(&b, ", %s", h.State)
+	}
+	if h.Since != nil {
+		fmt.Fprintf(&b, ", connected since %s (%s ago)", h.Since.UTC().Format("2006-01-02 15:04:05 UTC"), time.Since(*h.Since).Round(time.Second))
+	}
+	fmt.Fprintf(&b, ", holding %s", h.Key)
+	return b.String()
+}
+
+// LockHolder returns another session holding the migration lock — either key: schemahook holds
+// both, the migrate CLI one, a golang-migrate library user the other — or nil when none does.
+// pg_locks is readable by every role; what pg_stat_activity shows of another role's session
+// may be limited to its pid and application name.
+func (d *Driver) LockHolder() (*Holder, error) {
+	if err := d.identify(); err != nil {
+		return nil, err
+	}
+	const q = `SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), CASE WHEN a.backend_start IS NOT NULL THEN 'local socket' ELSE '' END),
+		coalesce(a.state, ''), a.backend_start, bool_or(k.i = 0), bool_or(k.i = 1)
+	FROM pg_locks l
+	JOIN (VALUES (0, $1::bigint), (1, $2::bigint)) AS k (i, key)
+	  ON l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid AND l.objsubid = 1
+	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	GROUP BY 1, 2, 3, 4, 5
+	ORDER BY count(*) DESC, a.backend_start NULLS LAST
+	LIMIT 1`
+	var (
+		h                Holder
+		library, fromURL bool
+	)
+	err := d.conn.QueryRow(d.ctx, q, d.lockKeys[0], d.lockKeys[1]).Scan(&h.PID, &h.Application, &h.Client, &h.State, &h.Since, &library, &fromURL)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading who holds the migration lock: %w", err)
+	}
+	switch {
+	case library && fromURL:
+		h.Key = "both keys (schemahook)"
+	case fromURL:
+		h.Key = "the key of golang-migrate opened from a URL (the migrate CLI)"
+	default:
+		h.Key = "the key of golang-migrate's WithInstance (a library user, or an older schemahook)"
+	}
+	return &h, nil
+}
+
+// holderText describes the lock's holder for a message.
+func (d *Driver) holderText() string {
+	h, err := d.LockHolder()
+	if err != nil || h == nil {
+		return "a session that could not be identified"
+	}
+	return h.String()
+}
+
+// Unlock releases one level of the migration lock; the last level releases both keys. A
 // transaction left open by a failed step is rolled back first, and a group golang-migrate
 // stopped before its end (a step failed before the group was sent) is dropped unsent.
 func (d *Driver) Unlock() error {
@@ -293,7 +402,14 @@ func (d *Driver) Unlock() error {
 	// The lock must be released even when d.ctx was cancelled (SIGTERM): use a fresh context.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 5*time.Second)
 	defer cancel()
-	if _, err := d.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", d.lockKey); err != nil {
+	unlock := fmt.Sprintf("SELECT pg_advisory_unlock(%d), pg_advisory_unlock(%d)", d.lockKeys[0], d.lockKeys[1])
+	if len(errs) == 0 && d.reconciler.wanted && !d.reconciler.exists && d.ctx.Err() == nil {
+		// The trigger is created in the query that releases the lock (EnsureReconciler).
+		if done := d.createReconciler(ctx, unlock); done {
+			return nil
+		}
+	}
+	if _, err := d.conn.Exec(ctx, unlock); err != nil {
 		errs = append(errs, fmt.Errorf("releasing the migration lock: %w", err))
 	}
 	return errors.Join(errs...)

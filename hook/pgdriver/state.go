@@ -35,8 +35,13 @@ type State struct {
 	Initialized bool      // the version table exists
 	HasHistory  bool      // the history table exists
 	Version     int       // NilVersion when nothing is applied
-	Dirty       bool      // a no-transaction migration stopped midway
-	History     []Applied // ascending by version; empty for a database adopted from golang-migrate
+	Dirty       bool      // a no-transaction migration stopped midway, or a migration is running (see runner)
+	History     []Applied // ascending by version, none above Version; empty for a database adopted from golang-migrate
+	// Reverted are history rows above Version: migrations that were reverted without the
+	// history knowing — by golang-migrate (`migrate down`, `goto`, `force`) before the version
+	// table had its forget-reverted trigger (EnsureReconciler), or with it and a step that
+	// failed. They are not applied, whatever the row says; ForgetReverted removes them.
+	Reverted []Applied
 }
 
 // Detail says how much of the history table State reads.
@@ -97,8 +102,14 @@ func (d *Driver) StateIfInitialized(detail Detail) (st State, ok bool, err error
 }
 
 // readState reads the version row and the history, in one round trip, into st, whose
-// Initialized and HasHistory say which tables exist.
-func (d *Driver) readState(st State, detail Detail) (State, error) {
+// Initialized and HasHistory say which tables exist. History rows above the version go to
+// st.Reverted.
+func (d *Driver) readState(st State, detail Detail) (st2 State, err error) {
+	defer func() {
+		if err == nil {
+			st2.History, st2.Reverted = splitReverted(st2.History, st2.Version)
+		}
+	}()
 	st.Version = NilVersion
 	versionSQL := "SELECT version, dirty FROM " + d.versionTable + " LIMIT 1"
 	historySQL := "SELECT version, name, checksum FROM " + d.historyTable
@@ -121,7 +132,6 @@ func (d *Driver) readState(st State, detail Detail) (State, error) {
 		sql += ";\n" + historySQL
 	}
 	mrr := d.conn.PgConn().Exec(d.ctx, sql)
-	var err error
 	for i := 0; mrr.NextResult(); i++ {
 		rows := pgx.RowsFromResultReader(d.conn.TypeMap(), mrr.ResultReader())
 		if i == 0 {
@@ -134,6 +144,29 @@ func (d *Driver) readState(st State, detail Detail) (State, error) {
 		return st, cerr // the server's error (SQLSTATE 42P01 for a missing table) comes first
 	}
 	return st, err
+}
+
+// splitReverted splits history rows, ascending by version, at version: those above it were
+// reverted (State.Reverted). No rows are copied.
+func splitReverted(h []Applied, version int) (applied, reverted []Applied) {
+	i := len(h)
+	for i > 0 && int64(h[i-1].Version) > int64(version) {
+		i--
+	}
+	if i == len(h) {
+		return h, nil
+	}
+	return h[:i:i], h[i:]
+}
+
+// ForgetReverted deletes the history rows above version, which State reports as Reverted: the
+// history then says what the version row says. Call it under the migration lock, with the
+// version clean (a dirty version does not say whether its step was an up or a down).
+func (d *Driver) ForgetReverted(version int) error {
+	if _, err := d.conn.Exec(d.ctx, "DELETE FROM "+d.historyTable+" WHERE version > $1", int64(version)); err != nil {
+		return fmt.Errorf("removing the history of reverted migrations above version %d: %w", version, err)
+	}
+	return nil
 }
 
 // scanVersion reads golang-migrate's version row into st; no row means NilVersion.

@@ -107,7 +107,8 @@ func (r *Runner) downgradeSteps(st pgdriver.State, head int) ([]pgdriver.Applied
 // Guard is what the pre-rollback hook runs with the rollback target's binary: it returns nil
 // when the database is not newer than this release's head (the rollback is safe for the
 // schema); otherwise ErrDatabaseNewer with the choices — unless allowDowngrade is set, in
-// which case it reverts the newer migrations with their stored down SQL (see Downgrade).
+// which case it reverts the newer migrations with their stored down SQL (see Downgrade). A
+// dirty database is refused (ErrDirty) either way; a migration in progress is waited for.
 func (r *Runner) Guard(ctx context.Context, allowDowngrade bool) error {
 	if allowDowngrade {
 		_, err := r.Downgrade(ctx)
@@ -117,12 +118,18 @@ func (r *Runner) Guard(ctx context.Context, allowDowngrade bool) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.drv.State(pgdriver.VersionOnly)
+	// A migration in progress is waited for, as update would: its dirty mark is not a state to
+	// judge a rollback by.
+	st, _, err := r.readSettled(s, pgdriver.VersionOnly, true)
 	err = errors.Join(err, s.close())
 	if err != nil {
 		return err
 	}
 	head := r.catalog().Head().Version
+	if st.Dirty {
+		// What the downgrade and the older release's update and gate would say too.
+		return dirtyError(st.Version, r.catalog())
+	}
 	if st.Version > int(head) {
 		return fmt.Errorf("%w: rolling back to a release whose schema is version %d, but the database is at %d. "+
 			"The rollback was stopped before changing anything. Choose: restore the database from a backup taken before the upgrade, "+

@@ -42,13 +42,14 @@ func refs(ms []*source.Migration) []Ref {
 	return out
 }
 
-// drifts compares the history with the files. Only migrations at or below the current version
-// count: a history row above it belongs to a newer release and is reported as "newer" instead.
+// drifts compares the history with the files. Only migrations at or below st.Version count: a
+// row above the database's version is a migration reverted without the history knowing
+// (State.Reverted), and the downgrade path asks about the rows up to this release's head only.
 func (r *Runner) drifts(st pgdriver.State) []Drift {
 	var out []Drift
 	for _, h := range st.History {
 		if int(h.Version) > st.Version {
-			continue
+			break // ascending
 		}
 		m := r.catalog().Lookup(h.Version)
 		switch {
@@ -83,21 +84,70 @@ func (r *Runner) validate(st pgdriver.State) error {
 		return err
 	}
 	if ds := r.drifts(st); len(ds) > 0 {
-		lines := make([]string, len(ds))
-		for i, d := range ds {
-			switch {
-			case d.FileName != "":
-				lines[i] = fmt.Sprintf("%s: %s (applied sha256 %.12s…, file now %.12s…)", d.FileName, d.Problem, d.Applied, d.File)
-			case d.Name != "":
-				lines[i] = fmt.Sprintf("version %d (%s): %s", d.Version, d.Name, d.Problem)
-			default:
-				lines[i] = fmt.Sprintf("version %d: %s", d.Version, d.Problem)
-			}
-		}
 		return fmt.Errorf("%w, refusing to migrate:\n  %s\napplied migrations must not change: restore the original files (e.g. from git) and put new changes in a new migration (schemahook create NAME)",
-			ErrDrift, strings.Join(lines, "\n  "))
+			ErrDrift, driftLines(ds))
 	}
 	return nil
+}
+
+// driftLines describes drifts, one per line.
+func driftLines(ds []Drift) string {
+	lines := make([]string, len(ds))
+	for i, d := range ds {
+		switch {
+		case d.FileName != "":
+			lines[i] = fmt.Sprintf("%s: %s (applied sha256 %.12s…, file now %.12s…)", d.FileName, d.Problem, d.Applied, d.File)
+		case d.Name != "":
+			lines[i] = fmt.Sprintf("version %d (%s): %s", d.Version, d.Name, d.Problem)
+		default:
+			lines[i] = fmt.Sprintf("version %d: %s", d.Version, d.Problem)
+		}
+	}
+	return strings.Join(lines, "\n  ")
+}
+
+// readSettled reads the state for a command that does not hold the migration lock, telling a
+// migration in progress from one that stopped midway: both leave the version dirty — golang-migrate
+// marks every step dirty while it runs it, schemahook a no-transaction file — but only the first
+// has a session holding the migration lock. For a dirty version it returns that session (and
+// the state as read), or, with wait, waits for the lock as update does (Options.LockWait, then
+// ErrLockTimeout), reads again under it and returns that state with no holder. A dirty version
+// with no holder is read once more: a migration that ended between the two reads left another row.
+func (r *Runner) readSettled(s *session, detail pgdriver.Detail, wait bool) (pgdriver.State, *pgdriver.Holder, error) {
+	st, err := s.drv.State(detail)
+	for range 3 {
+		if err != nil || !st.Dirty {
+			return st, nil, err
+		}
+		h, err := s.drv.LockHolder()
+		if err != nil {
+			return st, nil, err
+		}
+		if h != nil && !wait {
+			return st, h, nil
+		}
+		if h != nil {
+			r.o.log.Info("a migration is in progress: waiting for it to end", "version", st.Version, "holder", h.String())
+			if err := s.drv.Lock(); err != nil {
+				return st, nil, err
+			}
+			st, err = s.drv.State(detail)
+			return st, nil, errors.Join(err, s.drv.Unlock())
+		}
+		again, err := s.drv.State(detail)
+		if err != nil || (again.Dirty && again.Version == st.Version) {
+			return again, nil, err
+		}
+		st = again
+	}
+	return st, nil, err
+}
+
+// inProgress describes a migration that holder is running, for messages. It says neither
+// "dirty" nor "force": the dirty mark is the running step's, and forcing it would corrupt the
+// state under the migration.
+func inProgress(h *pgdriver.Holder, st pgdriver.State) string {
+	return fmt.Sprintf("a migration is in progress (%s): version %d is marked as being migrated until its step ends — wait for it to finish", h, st.Version)
 }
 
 func dirtyError(v int, c *source.Catalog) error {
@@ -119,19 +169,34 @@ func newerError(v int, head uint) error {
 }
 
 // Check reports whether the database is at the catalog's head and clean: nil when it is;
-// otherwise an error wrapping ErrNotCurrent (behind or empty), ErrDatabaseNewer or ErrDirty,
-// with what to do. It reads two small rows and never writes or locks.
+// otherwise an error wrapping ErrNotCurrent (behind, empty, or a migration in progress),
+// ErrDatabaseNewer or ErrDirty, with what to do — or, for a database at head whose applied
+// migrations no longer match their files, ErrDrift: the schema is this release's, but update
+// will refuse to migrate it until the drift is resolved, which the caller reports as a warning
+// or a failure (`check --strict`). It reads the version row and the checksums in one query and
+// never writes or locks.
 func (r *Runner) Check(ctx context.Context) (err error) {
 	s, err := r.open(ctx, 0)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(pgdriver.VersionOnly)
+	st, holder, err := r.readSettled(s, pgdriver.Checksums, false)
 	if err != nil {
 		return err
 	}
-	return r.current(st)
+	if holder != nil {
+		return fmt.Errorf("%w: %s", ErrNotCurrent, inProgress(holder, st))
+	}
+	if err := r.current(st); err != nil {
+		return err
+	}
+	if ds := r.drifts(st); len(ds) > 0 {
+		return fmt.Errorf("%w: the schema is at this release's version %d, but applied migrations no longer match their files:\n  %s\n"+
+			"update will refuse to migrate this database until the files are restored (e.g. from git); `schemahook status` shows the details",
+			ErrDrift, st.Version, driftLines(ds))
+	}
+	return nil
 }
 
 func (r *Runner) current(st pgdriver.State) error {
@@ -159,9 +224,10 @@ func (r *Runner) current(st pgdriver.State) error {
 		ErrNotCurrent, at, head, len(pending), strings.Join(names, ", "))
 }
 
-// CheckWait repeats Check until it returns nil or wait has passed. Connection failures count
-// as "not yet" too: the gate starts with the pods, possibly before the database. It returns
-// nil once current, else the last reason wrapped with how long it waited.
+// CheckWait repeats Check until it returns nil or ErrDrift (the schema is at head), or wait has
+// passed. Connection failures count as "not yet" too: the gate starts with the pods, possibly
+// before the database. It returns nil once current, else the last reason wrapped with how long
+// it waited.
 func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 	deadline, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -172,6 +238,9 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 	)
 	for attempt := 0; ; attempt++ {
 		err := r.Check(deadline)
+		if errors.Is(err, ErrDrift) {
+			return err // at head: waiting would not change the files
+		}
 		if err == nil {
 			if attempt > 0 {
 				r.o.log.Info("schema is current", "version", r.catalog().Head().Version, "waited", time.Since(start).Round(time.Millisecond).String())

@@ -11,14 +11,15 @@ import (
 // It reads without locking (waiting for the database like Update), so callers can decide
 // whether to prepare for a migration (stop the database's writers) before taking the lock. When
 // Update would refuse (dirty, drift, database newer than this release) it returns 0 and that
-// refusal's error, the same Update returns.
+// refusal's error, the same Update returns. A migration in progress (a dirty version while
+// another session holds the migration lock) is waited for, as Update would wait.
 func (r *Runner) Pending(ctx context.Context) (n int, err error) {
 	s, err := r.open(ctx, r.o.waitForDB)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(pgdriver.Checksums)
+	st, _, err := r.readSettled(s, pgdriver.Checksums, true)
 	if err != nil {
 		return 0, err
 	}

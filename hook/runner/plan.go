@@ -12,16 +12,17 @@ import (
 
 // Plan writes to w the SQL that Update would execute now, in order, with the transaction
 // framing and timeouts it would use (for an empty database, one transaction per run of
-// transactional migrations). It changes nothing and takes no lock. When Update would
-// refuse (dirty, newer, drift) Plan writes nothing and returns the same error; when nothing is
-// pending it writes a comment saying so and returns nil.
+// transactional migrations). It changes nothing and takes no lock, except to wait, as Update
+// would, for a migration in progress (a dirty version while another session holds the lock).
+// When Update would refuse (dirty, newer, drift) Plan writes nothing and returns the same error;
+// when nothing is pending it writes a comment saying so and returns nil.
 func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 	s, err := r.open(ctx, r.o.waitForDB)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(pgdriver.Checksums)
+	st, _, err := r.readSettled(s, pgdriver.Checksums, true)
 	if err != nil {
 		return err
 	}

@@ -140,6 +140,20 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	if err := r.validate(st); err != nil {
 		return res, err
 	}
+	defer func() {
+		if err == nil {
+			// Created, if missing, when the lock is released (pgdriver.Driver.EnsureReconciler).
+			s.drv.EnsureReconciler()
+		}
+	}()
+	if len(st.Reverted) > 0 {
+		// Migrations reverted by another tool while the history did not follow (State.Reverted).
+		r.o.log.Info("forgetting the history of migrations reverted by another tool", "version", st.Version,
+			"reverted", len(st.Reverted), "first", st.Reverted[0].Version, "last", st.Reverted[len(st.Reverted)-1].Version)
+		if err := s.drv.ForgetReverted(st.Version); err != nil {
+			return res, err
+		}
+	}
 	head := int(r.catalog().Head().Version)
 	adopt := r.adopting(st)
 	if st.Version != head || adopt {

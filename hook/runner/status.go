@@ -14,10 +14,10 @@ import (
 // Status is the full picture `schemahook status` prints. Current is nil for an empty database.
 type Status struct {
 	Database    string             `json:"database"` // where, without the password
-	State       string             `json:"state"`    // current | pending | empty | dirty | newer | drift
+	State       string             `json:"state"`    // current | pending | empty | dirty | migrating | newer | drift
 	Message     string             `json:"message"`  // one line: what the state means and what to do
 	Current     *int               `json:"current"`
-	Dirty       bool               `json:"dirty"`
+	Dirty       bool               `json:"dirty"` // a migration stopped midway; false while one runs (state migrating)
 	Head        uint               `json:"head"`
 	Pending     []Ref              `json:"pending"`
 	Applied     []pgdriver.Applied `json:"applied"`
@@ -34,7 +34,7 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	st, err := s.drv.State(pgdriver.FullHistory)
+	st, holder, err := r.readSettled(s, pgdriver.FullHistory, false)
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +55,9 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 	}
 	verr := r.validate(st)
 	switch {
+	case holder != nil:
+		// The dirty mark is the running step's: not a state for anyone to act on.
+		out.State, out.Dirty, verr = "migrating", false, errors.New(inProgress(holder, st))
 	case errors.Is(verr, ErrDirty):
 		out.State = "dirty"
 	case errors.Is(verr, ErrDatabaseNewer):
@@ -74,6 +77,9 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 		out.Message = err.Error()
 	} else {
 		out.Message = fmt.Sprintf("schema is current at version %d", st.Version)
+	}
+	if holder == nil && verr == nil && r.adopting(st) {
+		out.Message += "; migrations applied by another tool (golang-migrate) have no history row yet: the next update records them from their files"
 	}
 	return out, nil
 }

@@ -24,14 +24,17 @@ var binary string
 // Main is a TestMain: it takes the binary from $SCHEMAHOOK_BIN (the Makefile builds it once)
 // or builds it into a temp dir, runs the tests with pgtest's server lifecycle, and removes
 // what it built.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(MainCode(m)) }
+
+// MainCode is Main returning the exit code, for a TestMain with more to set up and clean up.
+func MainCode(m *testing.M) int {
 	binary = os.Getenv("SCHEMAHOOK_BIN")
 	var tmp string
 	if binary == "" {
 		var err error
 		if tmp, err = build(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return 1
 		}
 		binary = filepath.Join(tmp, "schemahook")
 	}
@@ -39,7 +42,29 @@ func Main(m *testing.M) {
 	if tmp != "" {
 		_ = os.RemoveAll(tmp)
 	}
-	os.Exit(code)
+	return code
+}
+
+// BuildTool builds the main package pkg of a tool that tests/go.mod pins with a tool
+// directive (e.g. golang-migrate's CLI), with build tags, into dir, and returns the binary's
+// path. It runs in the tests module, so the version is the pinned one, never another.
+func BuildTool(dir, pkg, tags string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	root, err := filepath.Abs("..") // a test runs in its package's directory, one below tests/
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", out}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
 }
 
 func build() (string, error) {

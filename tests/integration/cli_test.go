@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os/exec"
@@ -372,5 +373,48 @@ func TestBrokenMigrationsReportedWithoutWaitingForTheDatabase(t *testing.T) {
 	r := cli(t, down, good, "update")
 	if took := time.Since(start); r.Code != exitTimeout || took < 3*time.Second {
 		t.Fatalf("update with good migrations and no database: exit %d after %s; want exit %d after waiting 3s", r.Code, took.Round(time.Millisecond), exitTimeout)
+	}
+}
+
+// On a database at this release's head whose applied migration's file changed, `check` does not
+// say "schema is current" while status says drift and update refuses: it warns (exit 0: the
+// schema is this release's, the app may start), or fails with --strict (exit 4). The gate does
+// not wait for drift to go away.
+func TestCheckWarnsOnDrift(t *testing.T) {
+	db := pgtest.New(t)
+	files := exampleFiles(t)
+	withDir := func(files map[string]string) []string { return []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)} }
+	if r := cli(t, db.URL, withDir(files), "update"); r.Code != exitOK {
+		t.Fatalf("update: exit %d\n%s", r.Code, r.Stderr)
+	}
+	edited := exampleFiles(t)
+	edited["000004_projects_slug.up.sql"] = strings.Replace(edited["000004_projects_slug.up.sql"], "slug", "slug ", 1)
+	env := withDir(edited)
+
+	r := cli(t, db.URL, env, "check")
+	if r.Code != exitOK || !strings.Contains(r.Stderr, `"level":"WARN"`) || !strings.Contains(r.Stderr, "000004_projects_slug.up.sql: file changed after it was applied") ||
+		!strings.Contains(r.Stderr, "--strict") || strings.Contains(r.Stderr, "schema is current") {
+		t.Errorf("check on a drifted database at head: exit %d, want 0 with a warning naming the file and --strict, never \"schema is current\":\n%s", r.Code, r.Stderr)
+	}
+	r = cli(t, db.URL, env, "check", "--strict")
+	if r.Code != exitDrift || !strings.Contains(r.Stderr, "000004_projects_slug.up.sql") {
+		t.Errorf("check --strict on a drifted database: exit %d, want %d\n%s", r.Code, exitDrift, r.Stderr)
+	}
+	start := time.Now()
+	r = cli(t, db.URL, env, "check", "--wait", "30s", "--strict")
+	if took := time.Since(start); r.Code != exitDrift || took > 10*time.Second {
+		t.Errorf("check --wait --strict on a drifted database: exit %d after %s, want %d at once", r.Code, took.Round(time.Millisecond), exitDrift)
+	}
+	if s := decodeStatus(t, cli(t, db.URL, env, "status", "-o", "json").Stdout); s.State != "drift" {
+		t.Errorf("status state %q, want drift", s.State)
+	}
+	if r := cli(t, db.URL, env, "update"); r.Code != exitDrift {
+		t.Errorf("update on a drifted database: exit %d, want %d", r.Code, exitDrift)
+	}
+	// Behind this release as well: not current, whatever --strict says.
+	more := maps.Clone(edited)
+	more["000006_more.up.sql"], more["000006_more.down.sql"] = "CREATE TABLE more (id int);\n", "DROP TABLE more;\n"
+	if r := cli(t, db.URL, withDir(more), "check"); r.Code != exitNotCurrent {
+		t.Errorf("check on a drifted database behind this release: exit %d, want %d\n%s", r.Code, exitNotCurrent, r.Stderr)
 	}
 }

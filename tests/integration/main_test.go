@@ -23,7 +23,23 @@ import (
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
-func TestMain(m *testing.M) { clitest.Main(m) }
+// migrateBin is golang-migrate's CLI, the version tests/go.mod pins (tool directive), built
+// with its pgx v5 driver (URL scheme pgx5://) by TestMain.
+var migrateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "schemahook-migrate-")
+	if err == nil {
+		migrateBin, err = clitest.BuildTool(dir, "github.com/golang-migrate/migrate/v4/cmd/migrate", "pgx5")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := clitest.MainCode(m)
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // exampleFiles returns the embedded example migrations by file name.
 func exampleFiles(t testing.TB) map[string]string {

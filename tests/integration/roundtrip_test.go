@@ -48,9 +48,13 @@ type countedConn struct {
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
+	// The flag goes up before the write: while a large query is written, pgconn's background
+	// reader may already receive the answer, and that read must count.
+	c.rt.mu.Lock()
+	c.rt.wrote = c.rt.wrote || len(p) > 0
+	c.rt.mu.Unlock()
 	n, err := c.Conn.Write(p)
 	c.rt.mu.Lock()
-	c.rt.wrote = c.rt.wrote || n > 0
 	c.rt.sent.Write(p[:n])
 	c.rt.mu.Unlock()
 	return n, err
