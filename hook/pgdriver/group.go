@@ -88,35 +88,11 @@ func (d *Driver) oneTrip(sql string) bool {
 		return false
 	}
 	for _, st := range sqlsplit.Split(sql) {
-		if controlsTransaction(st.SQL) {
+		if sqlsplit.TransactionControl(st.SQL) {
 			return false
 		}
 	}
 	return true
-}
-
-// controlsTransaction reports whether stmt may start or end a transaction block: BEGIN, START
-// TRANSACTION, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION. ROLLBACK TO SAVEPOINT would
-// be harmless, but is rare enough to take the careful path too.
-func controlsTransaction(stmt string) bool {
-	switch w, rest := keyword(stmt); w {
-	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
-		return true
-	case "PREPARE":
-		w, _ = keyword(rest)
-		return w == "TRANSACTION"
-	}
-	return false
-}
-
-// keyword returns the first word of s, after blanks and comments, in upper case, and the rest.
-func keyword(s string) (string, string) {
-	i := sqlsplit.SkipBlanks(s, 0)
-	j := i
-	for j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-		j++
-	}
-	return strings.ToUpper(s[i:j]), s[j:]
 }
 
 // queryText reports whether a query string can hold s: the protocol ends strings at a NUL
