@@ -73,7 +73,7 @@ func Statements(script string) iter.Seq[Statement] {
 // a SQL-standard function body: CREATE [OR REPLACE] FUNCTION|PROCEDURE … BEGIN ATOMIC … END,
 // whose body statements end with semicolons the server's grammar reads as the body's. Inside
 // the body, CASE … END nests. Only words outside parentheses count, and not a word right
-// after '.', where keywords are column names (t.end). psql reads such bodies the same way;
+// after '.' or AS, where keywords are names (t.end, 1 AS case). psql reads such bodies the same way;
 // stricter than psql, BEGIN opens a body only when ATOMIC follows, so a function named begin
 // hides no later statement.
 type atomicBody struct {
@@ -82,7 +82,8 @@ type atomicBody struct {
 	create bool      // the statement is CREATE [OR REPLACE] FUNCTION|PROCEDURE
 	parens int
 	depth  int  // open BEGIN ATOMIC and CASE, once inside a body
-	begin  bool // the previous word was BEGIN
+	begin  bool // the previous token was the word BEGIN
+	as     bool // the previous token was the word AS, after which CASE and END are names
 	prev   byte // the last non-blank byte before the current token
 }
 
@@ -91,6 +92,7 @@ func (b *atomicBody) open() bool { return b.depth > 0 }
 // see takes the token s[i:j].
 func (b *atomicBody) see(s string, i, j int) {
 	c := s[i]
+	word := isIdentStart(c) && !(j > i+1 && s[i+1] == '\'') // a name or keyword, not E'…'
 	switch {
 	case strings.IndexByte(sqlSpace, c) >= 0:
 		return
@@ -100,16 +102,16 @@ func (b *atomicBody) see(s string, i, j int) {
 		b.parens++
 	case c == ')':
 		b.parens = max(b.parens-1, 0)
-	case isIdentStart(c) && !(j > i+1 && s[i+1] == '\''): // a name or keyword, not E'…'
+	case word:
 		b.word(s[i:j])
 	}
-	b.begin = b.begin && isIdentStart(c)
+	b.begin, b.as = b.begin && word, b.as && word
 	b.prev = s[j-1]
 }
 
 func (b *atomicBody) word(w string) {
-	wasBegin := b.begin
-	b.begin = false
+	wasBegin, wasAS := b.begin, b.as
+	b.begin, b.as = false, strings.EqualFold(w, "as")
 	if b.words < len(b.head) {
 		b.head[b.words] = w
 		b.words++
@@ -118,7 +120,7 @@ func (b *atomicBody) word(w string) {
 		b.create = strings.EqualFold(h[0], "create") && (len(h) >= 2 && routine(h[1]) ||
 			len(h) >= 4 && strings.EqualFold(h[1], "or") && strings.EqualFold(h[2], "replace") && routine(h[3]))
 	}
-	if !b.create || b.parens > 0 || b.prev == '.' {
+	if !b.create || b.parens > 0 || b.prev == '.' || wasAS {
 		return
 	}
 	switch {

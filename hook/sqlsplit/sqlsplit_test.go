@@ -37,6 +37,8 @@ func TestSplit(t *testing.T) {
 			[]string{"create or replace procedure p() language sql begin atomic insert into t values (1); end", "COMMIT"}},
 		{"begin atomic after a comment", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* x */ ATOMIC SELECT t.end FROM t; END; SELECT 3",
 			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* x */ ATOMIC SELECT t.end FROM t; END", "SELECT 3"}},
+		{"keywords as column labels", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS \"end\"; END; COMMIT",
+			[]string{`CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS "end"; END`, "COMMIT"}},
 		{"a function named begin opens no body", "CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1; COMMIT",
 			[]string{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1", "COMMIT"}},
 		{"begin outside a routine", "CREATE TABLE b (begin int, \"atomic\" int); BEGIN; END",
@@ -141,7 +143,7 @@ func TestTransactionControl(t *testing.T) {
 		"ABORT": true, "SAVEPOINT a": true, "RELEASE a": true, "RELEASE SAVEPOINT a": true,
 		"PREPARE TRANSACTION 'x'": true, "COMMIT PREPARED 'x'": true, "ROLLBACK PREPARED 'x'": true,
 		"-- why\n/* and */ COMMIT": true,
-		"PREPARE p AS SELECT 1": false, "DO $$ BEGIN PERFORM 1; END $$": false, "SELECT 1 AS end": false,
+		"PREPARE p AS SELECT 1":    false, "DO $$ BEGIN PERFORM 1; END $$": false, "SELECT 1 AS end": false,
 		"UPDATE t SET begin = 1": false, "begin_x": false, "end2": false, "CREATE TABLE begin (x int)": false,
 		"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE": false,
 	} {
