@@ -231,7 +231,6 @@ func TestFilesAtTheEdgesOfOneQuery(t *testing.T) {
 				"CREATE TRIGGER no_versions BEFORE INSERT ON schema_migrations FOR EACH ROW EXECUTE FUNCTION no_versions();\n"},
 		{name: "error at COMMIT", up: "CREATE TABLE p2 (id int PRIMARY KEY);\nCREATE TABLE c2 (p int REFERENCES p2 DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c2 VALUES (1);\n",
 			outcome: fails, want: []string{"recording version 2: ", "violates foreign key constraint"}},
-
 	}
 	base := map[string]string{"000001_base.up.sql": "CREATE TABLE base (id int);\n", "000001_base.down.sql": "DROP TABLE base;\n"}
 	with := func(up, down string) map[string]string {
