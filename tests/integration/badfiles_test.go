@@ -139,3 +139,27 @@ func TestExitCodeMatchesTheStateLeft(t *testing.T) {
 		})
 	}
 }
+
+// A SQL-standard function body's semicolons are the body's: a no-transaction file, sent
+// statement by statement, sends the whole CREATE FUNCTION, as the server's grammar reads it, and
+// a transactional file with one is not taken for one that ends its own transaction.
+func TestSQLStandardBodies(t *testing.T) {
+	const fn = "CREATE FUNCTION answer(x int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1 AS case;\n  SELECT CASE WHEN x > 0 THEN 42 END;\nEND;\n"
+	for name, up := range map[string]string{
+		"no-transaction": "-- schemahook:no-transaction\n" + fn + "CREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+		"transactional":  fn + "CREATE INDEX a_id ON a (id);\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			db, base := atVersion1(t)
+			files := maps.Clone(base)
+			files["000002_f.up.sql"], files["000002_f.down.sql"] = up, "DROP INDEX a_id;\nDROP FUNCTION answer(int);\n"
+			if r := cli(t, db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}, "update"); r.Code != exitOK {
+				t.Fatalf("exit %d:\n%s", r.Code, r.Stderr)
+			}
+			var got int
+			if err := db.Conn(t).QueryRow(context.Background(), "SELECT answer(1)").Scan(&got); err != nil || got != 42 {
+				t.Fatalf("answer(1) = %d, %v; want 42", got, err)
+			}
+		})
+	}
+}
