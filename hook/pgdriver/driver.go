@@ -15,9 +15,10 @@
 //     file, and SetVersion(clean) sends BEGIN, the file, the rows and COMMIT as one
 //     simple-protocol query. That protocol has no parameters: the rows' values are literals,
 //     which is safe only with standard_conforming_strings on and after a file that ends
-//     outside any quote or comment. A file that fails that test, or that has transaction
-//     control of its own, takes two round trips: Run sends it in an open transaction, whose
-//     status shows whether the file ended it, and SetVersion(clean) writes the rows and commits.
+//     outside any quote or comment. A file that fails that test takes two round trips: Run
+//     sends it in an open transaction, whose status shows whether the file ended it (the
+//     catalog refuses transaction control of a file's own; this is the safety net), and
+//     SetVersion(clean) writes the rows and commits.
 //   - initial installs: on an empty database (Initialize), consecutive transactional
 //     migrations commit together — the same version and history rows, one transaction and one
 //     query for all of them, sent with the last — so a failed first install leaves the database

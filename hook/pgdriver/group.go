@@ -82,12 +82,13 @@ func (d *Driver) flush() error {
 // inside a quote or a block comment. It must not start or end the transaction itself: on the
 // two-round-trip path the transaction status after the file shows that before anything is
 // recorded, while in one query the rows would already be written in whatever transaction
-// follows. Literals need standard_conforming_strings=on and UTF-8, which EscapeString checks.
+// follows. The catalog refuses such files already; the driver does not rely on it.
+// Literals need standard_conforming_strings=on and UTF-8, which EscapeString checks.
 func (d *Driver) oneTrip(sql string) bool {
 	if _, err := d.conn.PgConn().EscapeString(""); err != nil || !queryText(sql) || sqlsplit.Unterminated(sql) {
 		return false
 	}
-	for _, st := range sqlsplit.Split(sql) {
+	for st := range sqlsplit.Statements(sql) {
 		if sqlsplit.TransactionControl(st.SQL) {
 			return false
 		}
