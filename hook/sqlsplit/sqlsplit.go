@@ -73,7 +73,8 @@ func Statements(script string) iter.Seq[Statement] {
 // a SQL-standard function body: CREATE [OR REPLACE] FUNCTION|PROCEDURE … BEGIN ATOMIC … END,
 // whose body statements end with semicolons the server's grammar reads as the body's. Inside
 // the body, CASE … END nests. Only words outside parentheses count, and not a word right
-// after '.' or AS, where keywords are names (t.end, 1 AS case). psql reads such bodies the same way;
+// after '.' or AS, where keywords are names (t.end, 1 AS case), nor a CASE that is a bare
+// column label (bareLabel). psql reads such bodies the same way;
 // stricter than psql, BEGIN opens a body only when ATOMIC follows, so a function named begin
 // hides no later statement.
 type atomicBody struct {
@@ -103,13 +104,14 @@ func (b *atomicBody) see(s string, i, j int) {
 	case c == ')':
 		b.parens = max(b.parens-1, 0)
 	case word:
-		b.word(s[i:j])
+		b.word(s[i:j], s[SkipBlanks(s, j):])
 	}
 	b.begin, b.as = b.begin && word, b.as && word
 	b.prev = s[j-1]
 }
 
-func (b *atomicBody) word(w string) {
+// word takes the word w, followed by next.
+func (b *atomicBody) word(w, next string) {
 	wasBegin, wasAS := b.begin, b.as
 	b.begin, b.as = false, strings.EqualFold(w, "as")
 	if b.words < len(b.head) {
@@ -128,11 +130,21 @@ func (b *atomicBody) word(w string) {
 		b.begin = true
 	case wasBegin && strings.EqualFold(w, "atomic"):
 		b.depth++
-	case b.depth > 0 && strings.EqualFold(w, "case"):
+	case b.depth > 0 && strings.EqualFold(w, "case") && !bareLabel(next):
 		b.depth++
 	case b.depth > 0 && strings.EqualFold(w, "end"):
 		b.depth--
 	}
+}
+
+// bareLabel reports whether a CASE followed by next is a column label ("SELECT 1 case;"): a
+// CASE expression never ends where it starts, nor runs into FROM or END.
+func bareLabel(next string) bool {
+	if next == "" || strings.IndexByte(";,)", next[0]) >= 0 {
+		return true
+	}
+	w, _ := Keyword(next)
+	return w == "FROM" || w == "END"
 }
 
 // Unterminated reports whether script ends inside a quoted string, quoted identifier,

@@ -39,6 +39,8 @@ func TestSplit(t *testing.T) {
 			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* x */ ATOMIC SELECT t.end FROM t; END", "SELECT 3"}},
 		{"keywords as column labels", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS \"end\"; END; COMMIT",
 			[]string{`CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS "end"; END`, "COMMIT"}},
+		{"case as a bare label", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; SELECT 2 case, 3 case FROM t; END; COMMIT",
+			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; SELECT 2 case, 3 case FROM t; END", "COMMIT"}},
 		{"a function named begin opens no body", "CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1; COMMIT",
 			[]string{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1", "COMMIT"}},
 		{"begin outside a routine", "CREATE TABLE b (begin int, \"atomic\" int); BEGIN; END",

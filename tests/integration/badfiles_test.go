@@ -144,7 +144,7 @@ func TestExitCodeMatchesTheStateLeft(t *testing.T) {
 // statement by statement, sends the whole CREATE FUNCTION, as the server's grammar reads it, and
 // a transactional file with one is not taken for one that ends its own transaction.
 func TestSQLStandardBodies(t *testing.T) {
-	const fn = "CREATE FUNCTION answer(x int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1 AS case;\n  SELECT CASE WHEN x > 0 THEN 42 END;\nEND;\n"
+	const fn = "CREATE FUNCTION answer(x int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1 AS case;\n  SELECT 2 case, 3 case FROM (SELECT 1) s;\n  SELECT CASE WHEN x > 0 THEN 42 END;\nEND;\n"
 	for name, up := range map[string]string{
 		"no-transaction": "-- schemahook:no-transaction\n" + fn + "CREATE INDEX CONCURRENTLY a_id ON a (id);\n",
 		"transactional":  fn + "CREATE INDEX a_id ON a (id);\n",
