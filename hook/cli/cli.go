@@ -35,18 +35,21 @@ const (
 	ExitFailed     = 3 // a migration failed; the database is at the previous version, clean
 	ExitDrift      = 4 // an applied migration's file changed or is missing
 	ExitNewer      = 5 // the database is newer than this release
-	ExitDirty      = 6 // a no-transaction migration stopped midway
+	ExitDirty      = 6 // the version is dirty: a no-transaction migration stopped midway (now or before)
 	ExitTimeout    = 7 // database unreachable, migration lock or table locks not available in time
 	ExitNotCurrent = 8 // check: the schema is behind this release
 )
 
-// ExitCode maps an error returned by a command to its exit code. Timeouts are checked first:
-// a migration interrupted by the deadline is a timeout, not a broken file.
+// ExitCode maps an error returned by a command to its exit code. A version left dirty comes
+// first: the state a human must repair, whatever caused it, and what the next run reports.
+// Timeouts are next: a migration interrupted by the deadline is a timeout, not a broken file.
 func ExitCode(err error) int {
 	var usage usageError
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.Is(err, pgdriver.ErrLeftDirty):
+		return ExitDirty
 	case errors.Is(err, dbconn.ErrUnreachable), errors.Is(err, pgdriver.ErrLockTimeout), errors.Is(err, context.DeadlineExceeded):
 		return ExitTimeout
 	case errors.As(err, &usage), errors.Is(err, source.ErrInvalid), errors.Is(err, dbconn.ErrConfig):

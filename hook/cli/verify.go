@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,6 +56,11 @@ role needs CREATEDB. Nothing else on the server is touched. Use it in CI with a 
 			if errors.As(err, &mismatch) {
 				// The diff is for people: stdout, one line each, not an escaped JSON log field.
 				return errors.Join(err, mismatch.WriteText(a.stdout))
+			}
+			if errors.Is(err, pgdriver.ErrLeftDirty) {
+				// The scratch database is dropped whatever happened: what the file left there is a
+				// failed migration (exit 3), not a dirty database to repair (6).
+				return fmt.Errorf("%w: %s (in verify's scratch database, which is dropped: nothing to repair)", pgdriver.ErrMigrationFailed, err)
 			}
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,11 +33,16 @@ var (
 // Config parses a connection string (URL or keyword/value form). An empty string means
 // "everything from libpq's PG* environment variables", which pgx reads for any setting the
 // string leaves out — the chart passes PGPASSWORD from a Secret this way, never in a URL.
+//
+// A malformed string is ErrConfig, with a message that quotes nothing of it: a string that
+// does not parse may hold a password anywhere.
 func Config(connString string) (*pgx.ConnConfig, error) {
+	if err := ambiguousURL(connString); err != nil {
+		return nil, err
+	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
-		// pgconn already redacts passwords in its parse errors; Redact is belt and braces.
-		return nil, fmt.Errorf("%w: %s", ErrConfig, Redact(err.Error()))
+		return nil, fmt.Errorf("%w: the connection settings cannot be parsed: %s", ErrConfig, parseReason(connString, err))
 	}
 	// Every query schemahook sends once per run (lock, version, history) would cost two round
 	// trips in pgx's default mode, which prepares and caches a statement first; Exec mode sends
@@ -47,6 +53,54 @@ func Config(connString string) (*pgx.ConnConfig, error) {
 		cfg.RuntimeParams["application_name"] = "schemahook"
 	}
 	return cfg, nil
+}
+
+// ambiguousURL refuses a connection URL with an '@' that does not end its user-info. libpq
+// (and pgx, which parses URLs as libpq does) ends the user-info at the first '@' unless a '/'
+// comes first, so a raw '@' or '/' in a password moves the rest of it into the host, port,
+// database or query: it would be shown in messages as where schemahook connects, and the
+// connection would wait for a host that does not exist. Percent-encoded, it parses as meant.
+func ambiguousURL(s string) error {
+	rest, ok := strings.CutPrefix(s, "postgresql://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "postgres://"); !ok {
+			return nil
+		}
+	}
+	after := 0
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		after = i + 1
+	}
+	if strings.IndexByte(rest[after:], '@') < 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the connection URL has an '@' that does not end its user-info (postgres://user:password@host/db): "+
+		"a password or user name holding '@', '/', ':' or '%%' must be percent-encoded in a URL ('@' → %%40, '/' → %%2F, ':' → %%3A, '%%' → %%25), "+
+		"as must an '@' in a query value — or leave the password out of the URL and set PGPASSWORD", ErrConfig)
+}
+
+// parseReason is why pgx could not parse connString, without the string itself: pgx quotes it
+// redacted as best it can, and quotes parts of it (a query parameter, a keyword) that may be
+// pieces of a password when the string is malformed. Those are dropped.
+func parseReason(connString string, err error) string {
+	msg := err.Error()
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		// "cannot parse `<string>`: <reason>"; the string may itself hold a backquote.
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			msg = msg[i+len("`: "):]
+		}
+	}
+	return quotedRE().ReplaceAllStringFunc(msg, func(q string) string {
+		inner := q[1 : len(q)-1]
+		if u, err := strconv.Unquote(q); err == nil && q[0] == '"' {
+			inner = u // %q quoting escapes what it quotes
+		}
+		if len(inner) > 1 && strings.Contains(connString, inner) {
+			return q[:1] + "…" + q[len(q)-1:]
+		}
+		return q
+	})
 }
 
 // Describe renders where cfg connects, for logs and errors: never the password.
@@ -141,6 +195,8 @@ const mask = "xxxxx"
 // package initialization does.
 var (
 	urlRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)postgres(?:ql)?://[^\s"'<>]*`) })
+	// A quoted part of a message: "…", `…` or '…'.
+	quotedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("\"[^\"]*\"|`[^`]*`|'[^']*'") })
 	// [ssl]password=VALUE where VALUE is single-quoted (with \' escapes) or runs to whitespace.
 	kvRE = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']+)`)
@@ -150,10 +206,20 @@ var (
 // redactURL masks the userinfo password and password/sslpassword query values. It finds them
 // the way libpq (and pgx) parse URIs rather than with net/url: the userinfo ends at the first '@'
 // unless a '/' comes first, so characters net/url rejects or reads as a fragment cannot smuggle
-// a password past the mask.
+// a password past the mask. When another '@' follows, the password may have held a raw '@' or
+// '/' (Config refuses such a URL): everything before the last '@' but the user name is masked.
 func redactURL(raw string) string {
 	scheme, rest, _ := strings.Cut(raw, "://")
-	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+	i := strings.IndexAny(rest, "@/")
+	switch last := strings.LastIndexByte(rest, '@'); {
+	case last >= 0 && (i < 0 || rest[i] != '@' || last != i):
+		user, _, hasPassword := strings.Cut(rest[:last], ":")
+		if !hasPassword || strings.ContainsAny(user, "@/?#") {
+			rest = mask + rest[last:]
+		} else {
+			rest = user + ":" + mask + rest[last:]
+		}
+	case i >= 0 && rest[i] == '@':
 		if user, _, hasPassword := strings.Cut(rest[:i], ":"); hasPassword {
 			rest = user + ":" + mask + rest[i:]
 		}

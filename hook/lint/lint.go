@@ -283,6 +283,14 @@ func (l *Linter) file(rep *Report, name, sql string, up bool) {
 				}
 			}
 		}
+		if raw.Stmt.TransactionStmt != nil && !st.noTransaction {
+			w, rest := sqlsplit.Keyword(sql[start:])
+			if w2, _ := sqlsplit.Keyword(rest); w2 != "" {
+				w += " " + w2
+			}
+			rep.add(l.finding(name, line, col, RuleTransactionControl,
+				w+" in a file that runs in a transaction: it would end or split the transaction that also records the version, so update, plan, check and status refuse the file"))
+		}
 		for _, p := range st.check(&raw.Stmt) {
 			if reason, ok := ignores[p.rule]; ok {
 				rep.Silenced = append(rep.Silenced, Silenced{File: l.display(name), Line: line, Rule: p.rule, Reason: reason})

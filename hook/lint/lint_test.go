@@ -48,6 +48,12 @@ func TestStatementRules(t *testing.T) {
 		{"not valid then validate later", "1_a.up.sql", "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;", nil},
 		{"validate in the same transaction", "1_a.up.sql", "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT c;", []string{"02:" + RuleConstraintNotValid}},
 		{"validate an older constraint", "1_a.up.sql", "ALTER TABLE t VALIDATE CONSTRAINT c;", nil},
+		{"transaction control", "1_a.up.sql", "BEGIN;\nCREATE TABLE t (a int);\nSAVEPOINT s;\nRELEASE s;\nCOMMIT;",
+			[]string{"01:" + RuleTransactionControl, "03:" + RuleTransactionControl, "04:" + RuleTransactionControl, "05:" + RuleTransactionControl}},
+		{"transaction control in a down file", "1_a.down.sql", "DROP TABLE t;\n-- why\nEND;", []string{"03:" + RuleTransactionControl}},
+		{"transaction control without a transaction", "1_a.up.sql", "-- schemahook:no-transaction\nBEGIN;\nCOMMIT;", nil},
+		{"transaction control hidden in bodies", "1_a.up.sql",
+			"DO $$ BEGIN PERFORM 1; END $$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nCREATE TABLE t (\"begin\" int, \"end\" int);", nil},
 		{"several commands", "1_a.up.sql", "ALTER TABLE t\n  DROP COLUMN a,\n  ALTER COLUMN b SET NOT NULL;", []string{"01:" + RuleDropColumn, "01:" + RuleSetNotNull}},
 	}
 	for _, c := range cases {

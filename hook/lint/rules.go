@@ -8,6 +8,8 @@ const (
 	RuleInvalidFile      = "invalid-file"      // bad file name, duplicate version, down without up
 	RuleInvalidDirective = "invalid-directive" // malformed directive or unknown rule in lint-ignore
 	RuleMissingDown      = "missing-down"      // up file without down file, not marked irreversible
+	// RuleTransactionControl: BEGIN, COMMIT, SAVEPOINT … in a file schemahook runs in a transaction.
+	RuleTransactionControl = "transaction-control"
 
 	// Compatibility: the release still serving during pre-upgrade breaks (up files only).
 	RuleDropTable         = "drop-table"
@@ -44,6 +46,9 @@ var Rules = []RuleInfo{
 		Fix: "write -- schemahook:lint-ignore RULE[,RULE] REASON with rule names from `schemahook lint --rules`"},
 	{Name: RuleMissingDown, Category: "file", Summary: "an up file has no down file",
 		Fix: "add the down file that undoes the up file (`schemahook verify` checks it), or mark the up file -- schemahook:irreversible"},
+	{Name: RuleTransactionControl, Category: "file",
+		Summary: "a transactional file has BEGIN, COMMIT, ROLLBACK, SAVEPOINT or other transaction control of its own; schemahook runs each file in a transaction with its version row, and every command refuses such a file",
+		Fix:     "remove the transaction control statements (golang-migrate files often wrap themselves in BEGIN/COMMIT), or mark the file -- schemahook:no-transaction to run it statement by statement"},
 
 	{Name: RuleDropTable, Category: "compatibility", Silence: true, UpOnly: true,
 		Summary: "DROP TABLE breaks the release still serving during pre-upgrade, which uses the table",

@@ -50,6 +50,9 @@ type node struct {
 		Subname      string   `json:"subname"`
 		Newname      string   `json:"newname"`
 	} `json:"RenameStmt"`
+	TransactionStmt *struct {
+		Kind string `json:"kind"` // TRANS_STMT_BEGIN, TRANS_STMT_COMMIT, …
+	} `json:"TransactionStmt"`
 	ReindexStmt *struct {
 		Params []node `json:"params"`
 	} `json:"ReindexStmt"`

@@ -15,9 +15,10 @@
 //     file, and SetVersion(clean) sends BEGIN, the file, the rows and COMMIT as one
 //     simple-protocol query. That protocol has no parameters: the rows' values are literals,
 //     which is safe only with standard_conforming_strings on and after a file that ends
-//     outside any quote or comment. A file that fails that test, or that has transaction
-//     control of its own, takes two round trips: Run sends it in an open transaction, whose
-//     status shows whether the file ended it, and SetVersion(clean) writes the rows and commits.
+//     outside any quote or comment. A file that fails that test takes two round trips: Run
+//     sends it in an open transaction, whose status shows whether the file ended it (the
+//     catalog refuses transaction control of a file's own; this is the safety net), and
+//     SetVersion(clean) writes the rows and commits.
 //   - initial installs: on an empty database (Initialize), consecutive transactional
 //     migrations commit together — the same version and history rows, one transaction and one
 //     query for all of them, sent with the last — so a failed first install leaves the database
@@ -69,6 +70,9 @@ var (
 	// ErrLockTimeout means a lock could not be taken before the deadline: the migration lock
 	// (another schemahook is running) or a table lock (a long transaction holds it).
 	ErrLockTimeout = errors.New("lock timeout")
+	// ErrLeftDirty marks a failure that left the version row dirty (a *MigrationError with
+	// Dirty set): whatever else went wrong, the state a human must look at comes first.
+	ErrLeftDirty = errors.New("version left dirty")
 )
 
 // DefaultLockTimeout is the lock_timeout of each attempt unless Options say otherwise.
@@ -580,28 +584,43 @@ func (d *Driver) endedBefore(completed int, err error) bool {
 
 // endedItself reports a file that ended the step's transaction itself (COMMIT or ROLLBACK in
 // it), possibly failing afterwards (after): what it did before is committed without a version
-// row, so the version is marked dirty.
+// row, so the version is marked dirty. The catalog refuses top-level transaction control in
+// transactional files, and a COMMIT in a procedure or DO block fails inside the transaction
+// block schemahook opens (SQLSTATE 2D000), so this is a safety net for what the lexer could
+// miss: it reports the truth, a dirty version (ErrLeftDirty).
 func (d *Driver) endedItself(p *step, after error) error {
 	msg := "the file ended the transaction itself (COMMIT or ROLLBACK)"
 	if after != nil {
 		msg += " and then failed (" + after.Error() + ")"
 	}
 	return errors.Join(&MigrationError{Step: p, File: p.file.Name, Dirty: true,
-		Err: errors.New(msg + ": remove transaction control statements, schemahook wraps each file in a transaction")},
+		Err: errors.New(msg)},
 		d.writeVersion(p.to, true))
 }
 
 // runStatements runs a no-transaction file statement by statement. The version is marked
-// dirty first, so that a crash in the middle is visible; if the very first statement fails
-// and it is not a CONCURRENTLY one (which can leave an invalid index), nothing was changed and
-// the previous clean version is restored.
+// dirty first, so that a crash in the middle is visible. A failure before any statement may
+// have changed something — the first statement failing, unless it is a CONCURRENTLY one (which
+// can leave an invalid index), or setting its timeouts — restores the previous clean version;
+// any later failure leaves the version dirty and says so (ErrLeftDirty).
 func (d *Driver) runStatements(p *step) error {
 	if err := d.writeVersion(p.to, true); err != nil {
 		return err
 	}
 	retry := d.retryPolicy()
 	current := time.Duration(-1)
-	for i, st := range sqlsplit.Split(p.file.SQL) {
+	// fail reports err, raised by sql at offset off of the file; ran says whether a statement
+	// of the file may have changed something.
+	fail := func(sql string, off int, err error, ran bool) error {
+		if !ran {
+			if werr := d.writeVersion(p.from, false); werr != nil {
+				return errors.Join(d.failure(p, sql, off, 0, err, true), werr)
+			}
+		}
+		return d.failure(p, sql, off, 0, err, ran)
+	}
+	i := 0
+	for st := range sqlsplit.Statements(p.file.SQL) {
 		// CONCURRENTLY operations take locks that do not block readers or writers, and a lock
 		// timeout in their later phases would leave an invalid index: let them wait.
 		want := d.opts.LockTimeout
@@ -610,7 +629,7 @@ func (d *Driver) runStatements(p *step) error {
 		}
 		if want != current {
 			if _, err := d.conn.Exec(d.ctx, d.timeouts("SET ", want)); err != nil {
-				return fmt.Errorf("setting timeouts for %s: %w", p.file.Name, err)
+				return fail(st.SQL, st.Offset, fmt.Errorf("setting timeouts before the statement: %w", err), i > 0)
 			}
 			current = want
 		}
@@ -625,17 +644,14 @@ func (d *Driver) runStatements(p *step) error {
 					"line", st.Line, "attempt", attempt+1, "sqlstate", sqlState(err))
 				continue
 			}
-			clean := i == 0 && !concurrently(st.SQL)
-			if clean {
-				if werr := d.writeVersion(p.from, false); werr != nil {
-					return errors.Join(d.failure(p, st.SQL, st.Offset, 0, err, true), werr)
-				}
-			}
-			return d.failure(p, st.SQL, st.Offset, 0, err, !clean)
+			return fail(st.SQL, st.Offset, err, i > 0 || concurrently(st.SQL))
 		}
+		i++
 	}
 	if _, err := d.conn.Exec(d.ctx, "RESET lock_timeout; RESET statement_timeout"); err != nil {
-		return fmt.Errorf("resetting timeouts after %s: %w", p.file.Name, err)
+		e := d.failure(p, "", len(p.file.SQL), 0, fmt.Errorf("resetting timeouts: %w", err), true)
+		e.note = "every statement of the file ran, but its version was not recorded"
+		return e
 	}
 	return nil
 }
@@ -674,7 +690,11 @@ func (d *Driver) finish(p *step) error {
 		if p.inTx {
 			return errors.Join(err, d.rollback())
 		}
-		return err
+		// A no-transaction step: runStatements marked the version dirty and every statement ran.
+		e := d.failure(p, "", len(p.file.SQL), 0, err, true)
+		e.note = "every statement of the file ran, but recording its version failed (if the server committed the record before the connection failed, the database is at version " +
+			strconv.Itoa(p.to) + ", clean: `schemahook status` shows which)"
+		return e
 	}
 	d.logDone(p)
 	return nil

@@ -82,41 +82,18 @@ func (d *Driver) flush() error {
 // inside a quote or a block comment. It must not start or end the transaction itself: on the
 // two-round-trip path the transaction status after the file shows that before anything is
 // recorded, while in one query the rows would already be written in whatever transaction
-// follows. Literals need standard_conforming_strings=on and UTF-8, which EscapeString checks.
+// follows. The catalog refuses such files already; the driver does not rely on it.
+// Literals need standard_conforming_strings=on and UTF-8, which EscapeString checks.
 func (d *Driver) oneTrip(sql string) bool {
 	if _, err := d.conn.PgConn().EscapeString(""); err != nil || !queryText(sql) || sqlsplit.Unterminated(sql) {
 		return false
 	}
-	for _, st := range sqlsplit.Split(sql) {
-		if controlsTransaction(st.SQL) {
+	for st := range sqlsplit.Statements(sql) {
+		if sqlsplit.TransactionControl(st.SQL) {
 			return false
 		}
 	}
 	return true
-}
-
-// controlsTransaction reports whether stmt may start or end a transaction block: BEGIN, START
-// TRANSACTION, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION. ROLLBACK TO SAVEPOINT would
-// be harmless, but is rare enough to take the careful path too.
-func controlsTransaction(stmt string) bool {
-	switch w, rest := keyword(stmt); w {
-	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
-		return true
-	case "PREPARE":
-		w, _ = keyword(rest)
-		return w == "TRANSACTION"
-	}
-	return false
-}
-
-// keyword returns the first word of s, after blanks and comments, in upper case, and the rest.
-func keyword(s string) (string, string) {
-	i := sqlsplit.SkipBlanks(s, 0)
-	j := i
-	for j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-		j++
-	}
-	return strings.ToUpper(s[i:j]), s[j:]
 }
 
 // queryText reports whether a query string can hold s: the protocol ends strings at a NUL

@@ -354,6 +354,13 @@ func (e *MigrationError) Error() string {
 			"the database is at %s or at version %d, clean either way; `schemahook status` shows which, and running the update again continues from there", prev, to)
 	case !e.Dirty:
 		fmt.Fprintf(&b, " — the database is still at %s, clean; fix the cause and run the update again", prev)
+	case e.Step != nil && !e.Step.file.NoTransaction:
+		// Only a file that ended schemahook's transaction itself gets here (endedItself); the
+		// catalog refuses the transaction control statements it can see.
+		fmt.Fprintf(&b, " — the database is now DIRTY at version %d: the file ended the transaction schemahook wraps it in, so what ran before that was committed without its version row. "+
+			"Remove the transaction control from the file (or mark it -- schemahook:no-transaction), finish or undo its changes by hand, "+
+			"then run `schemahook force %d` if they are complete, or `schemahook force %s` if they are undone, and run the update again",
+			to, to, forceTarget(e.Step))
 	default:
 		fmt.Fprintf(&b, " — the database is now DIRTY at version %d: this file runs without a transaction and the statements before the failing one were kept. "+
 			"Finish or undo them by hand (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX CONCURRENTLY it), "+
@@ -378,12 +385,17 @@ func forceTarget(p *step) string {
 	return fmt.Sprint(p.from)
 }
 
-// Unwrap exposes the sentinel (ErrMigrationFailed or ErrLockTimeout) and the driver error.
+// Unwrap exposes the sentinels (ErrMigrationFailed or ErrLockTimeout, and ErrLeftDirty when
+// the version is left dirty) and the driver error.
 func (e *MigrationError) Unwrap() []error {
+	out := []error{ErrMigrationFailed, e.Err}
 	if e.Deadline {
-		return []error{ErrLockTimeout, e.Err}
+		out[0] = ErrLockTimeout
 	}
-	return []error{ErrMigrationFailed, e.Err}
+	if e.Dirty {
+		out = append(out, ErrLeftDirty)
+	}
+	return out
 }
 
 // failure builds the MigrationError for err raised by sql, which starts at byte offset off of

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/schemahook/schemahook/hook/sqlsplit"
 )
 
 // Directives are comment lines of the form "-- schemahook:NAME [ARGS]". An unknown name is an
@@ -73,4 +75,31 @@ func ParseDirectives(sql string) (Directives, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// transactionControl returns what is wrong with a transactional file that controls the
+// transaction itself, or nil. Such a file would end the transaction that also writes its
+// version row: a COMMIT in it keeps what ran before it with no version recorded (a dirty
+// database), and what follows it runs outside any transaction. It is refused before anything
+// runs, for every command, because the catalog is what every command reads.
+func transactionControl(f *File) error {
+	if f.NoTransaction {
+		return nil
+	}
+	for st := range sqlsplit.Statements(f.SQL) {
+		if !sqlsplit.TransactionControl(st.SQL) {
+			continue
+		}
+		// The statement's line is that of its leading comments; the keyword's is the one to fix.
+		line := st.Line + strings.Count(st.SQL[:sqlsplit.SkipBlanks(st.SQL, 0)], "\n")
+		w, rest := sqlsplit.Keyword(st.SQL)
+		if w2, _ := sqlsplit.Keyword(rest); w2 != "" {
+			w += " " + w2
+		}
+		return fmt.Errorf("%s:%d: %s: schemahook runs each migration file in a transaction of its own, committed together with its version row, "+
+			"and a file that begins, ends or splits that transaction could leave the version dirty — remove the transaction control statements "+
+			"(BEGIN, COMMIT, ROLLBACK, SAVEPOINT …) from the file, or mark it %q to run it statement by statement without a transaction",
+			f.Name, line, w, "-- "+DirectivePrefix+DirectiveNoTransaction)
+	}
+	return nil
 }

@@ -129,6 +129,9 @@ func (m *Migration) setDown(body string, problems []error) []error {
 		return append(problems, fmt.Errorf("%s: the irreversible directive belongs in the up file", m.downName))
 	}
 	m.down = &File{Name: m.downName, SQL: body, NoTransaction: dirs.Has(DirectiveNoTransaction)}
+	if err := transactionControl(m.down); err != nil {
+		problems = append(problems, err)
+	}
 	return problems
 }
 
@@ -232,6 +235,9 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 		}
 		m.Up.SQL, m.Up.NoTransaction = bodies[i], dirs.Has(DirectiveNoTransaction)
 		m.Irreversible = dirs.Has(DirectiveIrreversible)
+		if err := transactionControl(&m.Up); err != nil {
+			problems = append(problems, err)
+		}
 		sum := sha256.Sum256([]byte(bodies[i]))
 		m.Checksum = hex.EncodeToString(sum[:])
 	}

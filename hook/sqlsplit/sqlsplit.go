@@ -6,11 +6,14 @@
 // with SQL of the driver's after them when the file ends outside any token (Unterminated).
 // The lexer knows what can hide a semicolon in PostgreSQL's grammar: quoted strings (with E”
 // backslash escapes), quoted identifiers, dollar-quoted bodies and nested block comments; it
-// reads names whole, as they may contain '$'. SQL-standard function bodies (BEGIN ATOMIC … END)
-// are not split-aware; put those in a transactional migration.
+// reads names whole, as they may contain '$'. The semicolons of a SQL-standard function body
+// (CREATE FUNCTION … BEGIN ATOMIC … END) are the body's, as psql also reads them.
 package sqlsplit
 
-import "strings"
+import (
+	"iter"
+	"strings"
+)
 
 // Statement is one top-level statement of a script.
 type Statement struct {
@@ -24,30 +27,124 @@ type Statement struct {
 // and is returned as the last statement, so that PostgreSQL reports the syntax error.
 func Split(script string) []Statement {
 	var out []Statement
-	start := 0
-	emit := func(end int) {
-		raw := script[start:end]
-		// PostgreSQL's whitespace only, as below: Unicode spaces such as U+00A0 are identifier
-		// bytes to PostgreSQL, and trimming them would change the SQL sent and leave Offset and
-		// Line pointing before the statement.
-		trimmed := strings.Trim(raw, sqlSpace)
-		if trimmed != "" && !onlyComments(trimmed) {
+	for st := range Statements(script) {
+		out = append(out, st)
+	}
+	return out
+}
+
+// Statements yields the statements Split returns, one at a time, without building the slice.
+func Statements(script string) iter.Seq[Statement] {
+	return func(yield func(Statement) bool) {
+		start := 0
+		var body atomicBody
+		emit := func(end int) bool {
+			raw := script[start:end]
+			// PostgreSQL's whitespace only, as below: Unicode spaces such as U+00A0 are identifier
+			// bytes to PostgreSQL, and trimming them would change the SQL sent and leave Offset and
+			// Line pointing before the statement.
+			trimmed := strings.Trim(raw, sqlSpace)
+			if trimmed == "" || onlyComments(trimmed) {
+				return true
+			}
 			lead := len(raw) - len(strings.TrimLeft(raw, sqlSpace))
 			off := start + lead
-			out = append(out, Statement{SQL: trimmed, Offset: off, Line: 1 + strings.Count(script[:off], "\n")})
+			return yield(Statement{SQL: trimmed, Offset: off, Line: 1 + strings.Count(script[:off], "\n")})
 		}
-	}
-	for i := 0; i < len(script); {
-		if script[i] == ';' {
-			emit(i)
-			i++
-			start = i
-			continue
+		for i := 0; i < len(script); {
+			if script[i] == ';' && !body.open() {
+				if !emit(i) {
+					return
+				}
+				i++
+				start = i
+				body = atomicBody{}
+				continue
+			}
+			j, _ := token(script, i)
+			body.see(script, i, j)
+			i = j
 		}
-		i, _ = token(script, i)
+		emit(len(script))
 	}
-	emit(len(script))
-	return out
+}
+
+// atomicBody follows one statement's tokens to tell whether a semicolon ends it or belongs to
+// a SQL-standard function body: CREATE [OR REPLACE] FUNCTION|PROCEDURE … BEGIN ATOMIC … END,
+// whose body statements end with semicolons the server's grammar reads as the body's. Inside
+// the body, CASE … END nests. Only words outside parentheses count, and not a word right
+// after '.' or AS, where keywords are names (t.end, 1 AS case), nor a CASE that is a bare
+// column label (bareLabel). psql reads such bodies the same way;
+// stricter than psql, BEGIN opens a body only when ATOMIC follows, so a function named begin
+// hides no later statement.
+type atomicBody struct {
+	head   [4]string // the statement's first words
+	words  int       // how many of head are set
+	create bool      // the statement is CREATE [OR REPLACE] FUNCTION|PROCEDURE
+	parens int
+	depth  int  // open BEGIN ATOMIC and CASE, once inside a body
+	begin  bool // the previous token was the word BEGIN
+	as     bool // the previous token was the word AS, after which CASE and END are names
+	prev   byte // the last non-blank byte before the current token
+}
+
+func (b *atomicBody) open() bool { return b.depth > 0 }
+
+// see takes the token s[i:j].
+func (b *atomicBody) see(s string, i, j int) {
+	c := s[i]
+	word := isIdentStart(c) && !(j > i+1 && s[i+1] == '\'') // a name or keyword, not E'…'
+	switch {
+	case strings.IndexByte(sqlSpace, c) >= 0:
+		return
+	case c == '-' && strings.HasPrefix(s[i:], "--"), c == '/' && strings.HasPrefix(s[i:], "/*"):
+		return // comments change nothing, not even prev
+	case c == '(':
+		b.parens++
+	case c == ')':
+		b.parens = max(b.parens-1, 0)
+	case word:
+		b.word(s[i:j], s[SkipBlanks(s, j):])
+	}
+	b.begin, b.as = b.begin && word, b.as && word
+	b.prev = s[j-1]
+}
+
+// word takes the word w, followed by next.
+func (b *atomicBody) word(w, next string) {
+	wasBegin, wasAS := b.begin, b.as
+	b.begin, b.as = false, strings.EqualFold(w, "as")
+	if b.words < len(b.head) {
+		b.head[b.words] = w
+		b.words++
+		h := b.head[:b.words]
+		routine := func(w string) bool { return strings.EqualFold(w, "function") || strings.EqualFold(w, "procedure") }
+		b.create = strings.EqualFold(h[0], "create") && (len(h) >= 2 && routine(h[1]) ||
+			len(h) >= 4 && strings.EqualFold(h[1], "or") && strings.EqualFold(h[2], "replace") && routine(h[3]))
+	}
+	if !b.create || b.parens > 0 || b.prev == '.' || wasAS {
+		return
+	}
+	switch {
+	case strings.EqualFold(w, "begin"):
+		b.begin = true
+	case wasBegin && strings.EqualFold(w, "atomic"):
+		b.depth++
+	case b.depth > 0 && strings.EqualFold(w, "case") && !bareLabel(next):
+		b.depth++
+	case b.depth > 0 && strings.EqualFold(w, "end"):
+		b.depth--
+	}
+}
+
+// bareLabel reports whether a CASE followed by next is a column label ("SELECT 1 case;"): a
+// CASE expression never ends where it starts, nor runs into FROM or END.
+func bareLabel(next string) bool {
+	if next == "" || strings.IndexByte(";,)", next[0]) >= 0 {
+		return true
+	}
+	w, _ := Keyword(next)
+	return w == "FROM" || w == "END"
 }
 
 // Unterminated reports whether script ends inside a quoted string, quoted identifier,
@@ -193,4 +290,34 @@ func skipDollar(s string, i int) (int, bool) {
 		return j + 1 + end + len(tag), false
 	}
 	return len(s), true
+}
+
+// TransactionControl reports whether stmt, one statement of Split, controls transactions:
+// BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK (also ROLLBACK TO and ROLLBACK PREPARED),
+// ABORT, SAVEPOINT, RELEASE [SAVEPOINT], PREPARE TRANSACTION and COMMIT PREPARED. At the top
+// level, each of these is nothing else in PostgreSQL's grammar; PREPARE name AS … is a
+// prepared statement, not one of them.
+func TransactionControl(stmt string) bool {
+	switch w, rest := Keyword(stmt); w {
+	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE":
+		return true
+	case "PREPARE":
+		w, _ = Keyword(rest)
+		return w == "TRANSACTION"
+	}
+	return false
+}
+
+// Keyword returns the first word of s, after blanks and comments, in upper case, and the rest
+// of s after it. A word is ASCII letters only: enough for keywords.
+func Keyword(s string) (string, string) {
+	i := SkipBlanks(s, 0)
+	j := i
+	for j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+		j++
+	}
+	if j < len(s) && (isIdent(s[j]) || s[j] == '$') {
+		return "", s // a longer name such as begin_x or end2: no keyword
+	}
+	return strings.ToUpper(s[i:j]), s[j:]
 }

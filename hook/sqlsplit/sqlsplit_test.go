@@ -30,6 +30,21 @@ func TestSplit(t *testing.T) {
 		// Names may contain '$': PostgreSQL reads "a$$b$" as one name, not a dollar quote.
 		{"dollar in names", "SELECT 1 AS a$$b$; COMMIT; SELECT 2 AS c$b$", []string{"SELECT 1 AS a$$b$", "COMMIT", "SELECT 2 AS c$b$"}},
 		{"dollar quote after a number or parameter", "SELECT 1$$;$$; SELECT $1$$;$$; SELECT 2", []string{"SELECT 1$$;$$", "SELECT $1$$;$$", "SELECT 2"}},
+		// SQL-standard bodies: their semicolons are the body's; CASE … END nests inside them.
+		{"begin atomic", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END; SELECT 3",
+			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END", "SELECT 3"}},
+		{"begin atomic, or replace procedure", "create or replace procedure p() language sql begin atomic insert into t values (1); end;\nCOMMIT",
+			[]string{"create or replace procedure p() language sql begin atomic insert into t values (1); end", "COMMIT"}},
+		{"begin atomic after a comment", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* x */ ATOMIC SELECT t.end FROM t; END; SELECT 3",
+			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN /* x */ ATOMIC SELECT t.end FROM t; END", "SELECT 3"}},
+		{"keywords as column labels", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS \"end\"; END; COMMIT",
+			[]string{`CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case, 2 AS "end"; END`, "COMMIT"}},
+		{"case as a bare label", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; SELECT 2 case, 3 case FROM t; END; COMMIT",
+			[]string{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; SELECT 2 case, 3 case FROM t; END", "COMMIT"}},
+		{"a function named begin opens no body", "CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1; COMMIT",
+			[]string{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql RETURN 1", "COMMIT"}},
+		{"begin outside a routine", "CREATE TABLE b (begin int, \"atomic\" int); BEGIN; END",
+			[]string{`CREATE TABLE b (begin int, "atomic" int)`, "BEGIN", "END"}},
 		{"quote after a name ending in e", `SELECT a$e'\'; SELECT xe'\'; SELECT 2`, []string{`SELECT a$e'\'`, `SELECT xe'\'`, "SELECT 2"}},
 	}
 	for _, tc := range cases {
@@ -119,6 +134,23 @@ func TestUnterminated(t *testing.T) {
 	for _, tc := range cases {
 		if got := Unterminated(tc.script); got != tc.want {
 			t.Errorf("Unterminated(%q) = %t, want %t", tc.script, got, tc.want)
+		}
+	}
+}
+
+func TestTransactionControl(t *testing.T) {
+	for stmt, want := range map[string]bool{
+		"BEGIN": true, "begin transaction isolation level serializable": true, "START TRANSACTION": true,
+		"COMMIT": true, "commit and chain": true, "END": true, "ROLLBACK": true, "ROLLBACK TO SAVEPOINT a": true,
+		"ABORT": true, "SAVEPOINT a": true, "RELEASE a": true, "RELEASE SAVEPOINT a": true,
+		"PREPARE TRANSACTION 'x'": true, "COMMIT PREPARED 'x'": true, "ROLLBACK PREPARED 'x'": true,
+		"-- why\n/* and */ COMMIT": true,
+		"PREPARE p AS SELECT 1":    false, "DO $$ BEGIN PERFORM 1; END $$": false, "SELECT 1 AS end": false,
+		"UPDATE t SET begin = 1": false, "begin_x": false, "end2": false, "CREATE TABLE begin (x int)": false,
+		"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE": false,
+	} {
+		if got := TransactionControl(stmt); got != want {
+			t.Errorf("TransactionControl(%q) = %t, want %t", stmt, got, want)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func TestLintRulesList(t *testing.T) {
 	}
 	for _, want := range []string{"drop-column", "drop-table", "rename-column", "rename-table", "change-column-type",
 		"add-required-column", "set-not-null", "create-index-not-concurrently", "constraint-not-valid",
-		"concurrently-in-transaction", "missing-down", "syntax-error"} {
+		"concurrently-in-transaction", "missing-down", "syntax-error", "transaction-control"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("rule %s is not listed: %v", want, names)
 		}

@@ -169,14 +169,14 @@ func fingerprint(t testing.TB, c *pgx.Conn) string {
 }
 
 // The one-query path appends SQL after the migration file. Files that end in odd lexical
-// states, fail in various ways or control the transaction themselves must either apply
-// exactly (with their down SQL stored byte for byte) or fail cleanly, leaving nothing of them.
+// states or fail in various ways must either apply exactly (with their down SQL stored byte
+// for byte) or fail cleanly, leaving nothing of them. Files that control the transaction
+// themselves never get this far (TestTransactionControlRefused).
 func TestFilesAtTheEdgesOfOneQuery(t *testing.T) {
 	const (
 		oneTrip  = 1 // applied, in one round trip
 		twoTrips = 2 // applied, on the two-round-trip path
 		fails    = 3 // fails; the database is unchanged
-		dirty    = 4 // the file ended the transaction itself: version 2, dirty
 	)
 	type tc struct {
 		name      string
@@ -204,13 +204,6 @@ func TestFilesAtTheEdgesOfOneQuery(t *testing.T) {
 			}},
 		{name: "E string ending in an escaped quote", up: "CREATE TABLE t2 (note text DEFAULT E'it\\'s');", outcome: oneTrip},
 		{name: "names with dollar signs", up: "CREATE TABLE t2 (a$$b$ int, c$b$ int);", outcome: oneTrip},
-		{name: "savepoints", up: "CREATE TABLE t2 (id int);\nSAVEPOINT s;\nCREATE TABLE t3 (id int);\nRELEASE SAVEPOINT s;\n", down: "DROP TABLE t3, t2;", outcome: oneTrip},
-		{name: "rollback to a savepoint", alone: true, up: "CREATE TABLE t2 (id int);\nSAVEPOINT s;\nCREATE TABLE t3 (id int);\nROLLBACK TO SAVEPOINT s;\n", outcome: twoTrips,
-			check: func(t *testing.T, c *pgx.Conn) {
-				if tableExists(t, c, "t3") {
-					t.Error("t3 was rolled back to the savepoint, yet exists")
-				}
-			}},
 		{name: "duration includes the server's time", up: "CREATE TABLE t2 (id int);\nSELECT pg_sleep(0.3);\n", outcome: oneTrip,
 			check: func(t *testing.T, c *pgx.Conn) {
 				var ms float64
@@ -242,13 +235,6 @@ func TestFilesAtTheEdgesOfOneQuery(t *testing.T) {
 				"CREATE TRIGGER no_versions BEFORE INSERT ON schema_migrations FOR EACH ROW EXECUTE FUNCTION no_versions();\n"},
 		{name: "error at COMMIT", up: "CREATE TABLE p2 (id int PRIMARY KEY);\nCREATE TABLE c2 (p int REFERENCES p2 DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c2 VALUES (1);\n",
 			outcome: fails, want: []string{"recording version 2: ", "violates foreign key constraint"}},
-
-		{name: "own COMMIT", alone: true, up: "CREATE TABLE t2 (id int);\nCOMMIT;\nCREATE TABLE t3 (id int);\n", outcome: dirty,
-			want: []string{"ended the transaction itself"}},
-		{name: "own COMMIT, then an error", alone: true, up: "CREATE TABLE t2 (id int);\nCOMMIT;\nSELECT 1/0;\n", outcome: dirty,
-			want: []string{"ended the transaction itself (COMMIT or ROLLBACK) and then failed", "division by zero"}},
-		{name: "own COMMIT among names with dollar signs", alone: true, up: "CREATE TABLE t2 (a$$b$ int);\nCOMMIT;\nCREATE TABLE t3 (c$b$ int);\n", outcome: dirty,
-			want: []string{"ended the transaction itself"}},
 	}
 	base := map[string]string{"000001_base.up.sql": "CREATE TABLE base (id int);\n", "000001_base.down.sql": "DROP TABLE base;\n"}
 	with := func(up, down string) map[string]string {
@@ -319,13 +305,6 @@ func TestFilesAtTheEdgesOfOneQuery(t *testing.T) {
 				}
 				if after := fingerprint(t, c); after != before {
 					t.Errorf("the database changed:\nbefore %s\nafter  %s", before, after)
-				}
-			case dirty:
-				if !errors.Is(err, pgdriver.ErrMigrationFailed) {
-					t.Fatalf("error = %v, want a migration failure", err)
-				}
-				if v, d := versionRow(t, c); v != 2 || !d || !tableExists(t, c, "t2") {
-					t.Errorf("version (%d, %t), t2 exists %t: want (2, true), with what the file committed", v, d, tableExists(t, c, "t2"))
 				}
 			}
 			for _, w := range tc.want {

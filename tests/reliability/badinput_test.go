@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -40,6 +41,10 @@ func with(files map[string]string) map[string]string {
 
 const remove = "\x00delete"
 
+// rawAtPassword holds an '@' and a '/' that libpq would read as the end of the user-info and
+// the start of the database name, were they not percent-encoded.
+var rawAtPassword = "p@ss:w/rd?x#y-" + randomHex(8)
+
 // badCase is one invalid input: what update must answer, and that the database is unchanged.
 type badCase struct {
 	name  string
@@ -48,6 +53,7 @@ type badCase struct {
 	args  []string
 	code  int
 	want  []string // substrings of the logged error
+	fast  bool     // answered at once, whatever --wait-for-db says
 }
 
 // TestBadInputChangesNothing runs update on a database at version 2 with every kind of bad
@@ -61,6 +67,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	admin := connect(t, db.AdminURL)
 	before := pgtest.Fingerprint(t, admin)
 	closed := closedAddr(t)
+	addSecret(t, rawAtPassword)
 	cases := []badCase{
 		{name: "SQL syntax error", files: with(map[string]string{
 			"000003_broken.up.sql":   "CREATE TABLE side (id int);\nINSERT INTO accounts VALUES (3, 'c@example.com');\nALTER TABLE accounts ADD COLUMN x int NOT NUL;\n",
@@ -100,6 +107,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 			code: exitError, want: []string{"28P01", "PGPASSWORD"}},
 		{name: "wrong PGPASSWORD", url: func(db *DB) string { return withPassword(t, db.URL, "") },
 			args: []string{"PGPASSWORD=wrong-" + db.Password}, code: exitError, want: []string{"28P01", "PGPASSWORD"}},
+		{name: "transaction control in a transactional file", files: with(map[string]string{
+			"000003_b.up.sql":   "BEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\n",
+			"000003_b.down.sql": "DROP TABLE b;\n",
+		}), code: exitUsage, want: []string{"000003_b.up.sql:1: BEGIN", "remove the transaction control statements", "-- schemahook:no-transaction"}},
+		{name: "unencoded '@' in the URL's password", url: func(db *DB) string {
+			u, _ := url.Parse(db.URL)
+			return "postgres://" + db.Role + ":" + rawAtPassword + "@" + u.Host + u.Path
+		}, args: []string{"SCHEMAHOOK_WAIT_FOR_DB=20s"}, code: exitUsage, fast: true, want: []string{"'@' → %40", "PGPASSWORD"}},
 		{name: "unreachable host", url: func(db *DB) string { return withHost(t, db.URL, closed) },
 			args: []string{"SCHEMAHOOK_WAIT_FOR_DB=1s"}, code: exitTimeout, want: []string{"did not accept connections within", "connection refused"}},
 	}
@@ -117,6 +132,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 			msgs := r.messages()
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d", r.code, tc.code)
+			}
+			if tc.fast && r.elapsed > 5*time.Second {
+				t.Errorf("took %s: waited instead of answering at once", r.elapsed.Round(time.Millisecond))
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(msgs, w) {

@@ -2,10 +2,13 @@ package reliability
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +106,146 @@ func TestPasswordNeverShown(t *testing.T) {
 		t.Fatalf("self-check: /proc/%d/cmdline does not show the --database-url argument: %q", leaky.cmd.Process.Pid, args)
 	}
 	leaky.kill()
+}
+
+// passwordRunes are what a generated password is made of: letters and digits, and every
+// character that means something in a URL, a key=value string, a pgpass or service file, JSON
+// or a log line.
+const passwordRunes = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@/:?#%&=+ ;,'\"\\$!*()[]{}<>~^|`-_."
+
+// randomPassword returns n random bytes of passwordRunes.
+func randomPassword(n int) string {
+	b := make([]byte, n)
+	seed := make([]byte, n)
+	_, _ = rand.Read(seed)
+	for i := range b {
+		b[i] = passwordRunes[int(seed[i])%len(passwordRunes)]
+	}
+	return string(b)
+}
+
+// placeholder is password with its letters and digits replaced by others of the same kind (hex
+// digits stay hex digits) and every other byte kept: given the same way, it takes the same path
+// through parsing and connecting, and the output differs only where the password shows.
+func placeholder(password string) string {
+	b := []byte(password)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'f':
+			b[i] = 'b'
+		case c >= 'A' && c <= 'F':
+			b[i] = 'B'
+		case c >= 'a' && c <= 'z':
+			b[i] = 'q'
+		case c >= 'A' && c <= 'Z':
+			b[i] = 'Q'
+		case c >= '0' && c <= '9':
+			b[i] = '1'
+		}
+	}
+	return string(b)
+}
+
+// volatile matches what differs between two runs of one command: timestamps, durations,
+// attempt counts.
+var volatile = regexp.MustCompile(`"time":"[^"]*"|\b[0-9.]+(ns|µs|ms|s|m)\b|\d+ attempts`)
+
+// TestPasswordFragmentsNeverShown: a wrong password against the real server, and the right one
+// towards a host that does not answer, given every way a user can give one — a URL raw or
+// percent-encoded, key=value, PGPASSWORD, a pgpass file, a service file — never shows 3
+// consecutive bytes of the password. Each run is compared with the same run on a placeholder
+// password of the same shape, so that fixed text sharing a 3-gram with the password ("app",
+// "127") does not count. A raw URL that the password makes ambiguous is refused at once.
+func TestPasswordFragmentsNeverShown(t *testing.T) {
+	db := newDB(t)
+	u, _ := url.Parse(db.URL)
+	host, port, _ := strings.Cut(u.Host, ":")
+	dbName := strings.TrimPrefix(u.Path, "/")
+	closedHost, closedPort, _ := strings.Cut(closedAddr(t), ":")
+	files := map[string]string{"000001_t.up.sql": "CREATE TABLE t (id int);\n", "000001_t.down.sql": "DROP TABLE t;\n"}
+	migrations := migrationsEnv(writeDir(t, files))
+
+	type form struct {
+		name  string
+		given func(dir, host, port, password string) (dbURL string, env []string)
+	}
+	kv := func(host, port string) string {
+		return fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, db.Role, dbName)
+	}
+	forms := []form{
+		{"raw URL", func(_, host, port, pw string) (string, []string) {
+			return "postgres://" + db.Role + ":" + pw + "@" + host + ":" + port + "/" + dbName + "?sslmode=disable", nil
+		}},
+		{"percent-encoded URL", func(_, host, port, pw string) (string, []string) {
+			return "postgres://" + url.UserPassword(db.Role, pw).String() + "@" + host + ":" + port + "/" + dbName + "?sslmode=disable", nil
+		}},
+		{"key=value", func(_, host, port, pw string) (string, []string) {
+			return kv(host, port) + " password='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw) + "'", nil
+		}},
+		{"PGPASSWORD", func(_, host, port, pw string) (string, []string) {
+			return kv(host, port), []string{"PGPASSWORD=" + pw}
+		}},
+		{"pgpass file", func(dir, host, port, pw string) (string, []string) {
+			file := filepath.Join(dir, "pgpass")
+			line := "*:*:*:" + db.Role + ":" + strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(pw) + "\n"
+			if err := os.WriteFile(file, []byte(line), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return kv(host, port), []string{"PGPASSFILE=" + file}
+		}},
+		{"service file", func(dir, host, port, pw string) (string, []string) {
+			file := filepath.Join(dir, "pg_service.conf")
+			body := fmt.Sprintf("[app]\nhost=%s\nport=%s\nuser=%s\ndbname=%s\nsslmode=disable\npassword=%s\n", host, port, db.Role, dbName, pw)
+			if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return "service=app", []string{"PGSERVICEFILE=" + file}
+		}},
+	}
+	// The password always holds an '@' and a '/': the characters that move a raw URL's parts.
+	password := randomPassword(10) + "@" + randomPassword(6) + "/" + randomPassword(10)
+	password = strings.TrimSpace(password) // a service file trims its values
+	addSecret(t, password)
+	if _, err := connect(t, db.AdminURL).Exec(context.Background(), fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", db.Role, strings.ReplaceAll(password, "'", "''"))); err != nil {
+		t.Fatal(err)
+	}
+	wrong := randomPassword(12) + "@/" + randomPassword(12)
+	wrong = strings.TrimSpace(wrong)
+	addSecret(t, wrong)
+
+	output := func(f form, host, port, pw string, args ...string) (string, result) {
+		dir := t.TempDir()
+		dbURL, env := f.given(dir, host, port, pw)
+		// A raw URL is refused before any connection: a long wait would show if it were not.
+		wait := "1s"
+		if f.name == "raw URL" {
+			wait = "30s"
+		}
+		env = append(append(env, migrations...), "SCHEMAHOOK_WAIT_FOR_DB="+wait, "PGSYSCONFDIR="+dir)
+		r := run(t, dbURL, env, args...)
+		return volatile.ReplaceAllString(r.stdout+r.stderr, "…"), r
+	}
+	for _, f := range forms {
+		for _, c := range []struct {
+			what, password, host, port string
+			args                       []string
+		}{
+			{"wrong password, real server", wrong, host, port, []string{"update"}},
+			{"right password, no server", password, closedHost, closedPort, []string{"status", "-o", "json"}},
+		} {
+			t.Run(f.name+"/"+c.what, func(t *testing.T) {
+				got, r := output(f, c.host, c.port, c.password, c.args...)
+				ref, _ := output(f, c.host, c.port, placeholder(c.password), c.args...)
+				for i := 0; i+3 <= len(c.password); i++ {
+					if g := c.password[i : i+3]; strings.Count(got, g) > strings.Count(ref, g) {
+						t.Errorf("%q of the password %q is shown:\n%s\n--- with a placeholder password:\n%s", g, c.password, got, ref)
+						break
+					}
+				}
+				if f.name == "raw URL" && (r.code != exitUsage || r.elapsed > 5*time.Second) {
+					t.Errorf("raw URL with '@' and '/' in the password: exit %d after %s, want %d at once", r.code, r.elapsed.Round(time.Millisecond), exitUsage)
+				}
+			})
+		}
+	}
 }
