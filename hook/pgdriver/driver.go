@@ -477,6 +477,11 @@ func (d *Driver) begin(to int) error {
 		}
 		p.file = down
 	}
+	if err := p.file.Runnable(); err != nil {
+		// Callers check what they run before anything runs (source.Catalog.Runnable); this
+		// only keeps a file that controls its own transaction from ever reaching the server.
+		return fmt.Errorf("%w: %w", source.ErrInvalid, err)
+	}
 	if d.install == installArmed {
 		if p.from != NilVersion || !p.up {
 			return fmt.Errorf("pgdriver: Initialize on a database at version %d", p.from)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/hook/source"
 )
 
 // ErrIrreversible: a downgrade needs to revert a migration that has no stored down SQL. It
@@ -95,6 +96,12 @@ func (r *Runner) downgradeSteps(st pgdriver.State, head int) ([]pgdriver.Applied
 			blocked = append(blocked, fmt.Sprintf("%d (%s) is marked irreversible", a.Version, a.Name))
 		case a.DownSQL == nil:
 			blocked = append(blocked, fmt.Sprintf("%d (%s) has no stored down migration", a.Version, a.Name))
+		default:
+			// Stored from a file that an older release, or golang-migrate's adoption, accepted.
+			name := fmt.Sprintf("the stored down SQL of %d (%s)", a.Version, a.Name)
+			if err := source.NewFile(name, *a.DownSQL, a.DownNoTransaction).Runnable(); err != nil {
+				blocked = append(blocked, err.Error())
+			}
 		}
 	}
 	if len(blocked) > 0 {

@@ -33,6 +33,9 @@ func (r *Runner) Pending(ctx context.Context) (n int, err error) {
 		if err := r.catalog().ReadDowns(); err != nil {
 			return 0, err
 		}
+		if err := r.catalog().Runnable(r.catalog().After(versionPtr(st.Version))); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
 }

@@ -44,6 +44,9 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 	if err := r.catalog().ReadDowns(); err != nil {
 		return err // as Update would
 	}
+	if err := r.catalog().Runnable(pending); err != nil {
+		return err // as Update would
+	}
 	from := "an empty database"
 	if st.Version != pgdriver.NilVersion {
 		from = fmt.Sprintf("version %d", st.Version)

@@ -162,6 +162,9 @@ func (r *Runner) update(s *session) (res Result, err error) {
 		if err := r.catalog().ReadDowns(); err != nil {
 			return res, err
 		}
+		if err := r.catalog().Runnable(r.catalog().After(versionPtr(st.Version))); err != nil {
+			return res, err
+		}
 	}
 	if !st.Initialized || !st.HasHistory {
 		if err := s.drv.EnsureTables(); err != nil {

@@ -78,6 +78,12 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 	} else {
 		out.Message = fmt.Sprintf("schema is current at version %d", st.Version)
 	}
+	if out.State == "pending" {
+		// Update refuses these before anything runs; say so before it is tried.
+		if err := r.catalog().Runnable(r.catalog().After(versionPtr(st.Version))); err != nil {
+			out.Message += "; update would refuse: " + err.Error()
+		}
+	}
 	if holder == nil && verr == nil && r.adopting(st) {
 		out.Message += "; migrations applied by another tool (golang-migrate) have no history row yet: the next update records them from their files"
 	}

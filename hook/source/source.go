@@ -38,6 +38,23 @@ type File struct {
 	Name          string // file name, e.g. 000001_create_users.up.sql
 	SQL           string
 	NoTransaction bool // "-- schemahook:no-transaction": run statement by statement, outside a transaction
+
+	control error // transaction control of its own in a transactional file (see Runnable)
+}
+
+// Runnable returns nil when the file may run: a transactional file must not begin, end or
+// split its transaction itself. Such a file is refused only where it would run (Catalog.Runnable),
+// not when the catalog is read: golang-migrate wraps nothing in a transaction, so files it
+// applied often say BEGIN … COMMIT themselves, and a database adopted from it must stay
+// readable by every command, the gate first.
+func (f *File) Runnable() error { return f.control }
+
+// NewFile returns a file of SQL that did not come from a catalog (a down migration stored in the
+// history), checked as the catalog checks its own.
+func NewFile(name, sql string, noTransaction bool) *File {
+	f := &File{Name: name, SQL: sql, NoTransaction: noTransaction}
+	f.control = transactionControl(f)
+	return f
 }
 
 // Migration is a versioned pair of files.
@@ -129,9 +146,7 @@ func (m *Migration) setDown(body string, problems []error) []error {
 		return append(problems, fmt.Errorf("%s: the irreversible directive belongs in the up file", m.downName))
 	}
 	m.down = &File{Name: m.downName, SQL: body, NoTransaction: dirs.Has(DirectiveNoTransaction)}
-	if err := transactionControl(m.down); err != nil {
-		problems = append(problems, err)
-	}
+	m.down.control = transactionControl(m.down)
 	return problems
 }
 
@@ -235,9 +250,7 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 		}
 		m.Up.SQL, m.Up.NoTransaction = bodies[i], dirs.Has(DirectiveNoTransaction)
 		m.Irreversible = dirs.Has(DirectiveIrreversible)
-		if err := transactionControl(&m.Up); err != nil {
-			problems = append(problems, err)
-		}
+		m.Up.control = transactionControl(&m.Up)
 		sum := sha256.Sum256([]byte(bodies[i]))
 		m.Checksum = hex.EncodeToString(sum[:])
 	}
@@ -268,6 +281,25 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 
 // invalid turns the problems found in the files into one ErrInvalid error, sorted so that the
 // message does not depend on the order the files were read in; nil when there are none.
+// Runnable returns an ErrInvalid error naming every file of migs that may not run (see
+// File.Runnable): their up files and, when read (ReadDowns), their down files, which the
+// history stores for a later downgrade. Callers check the migrations a command is about to
+// run, before anything runs.
+func (c *Catalog) Runnable(migs []*Migration) error {
+	var problems []error
+	for _, m := range migs {
+		if err := m.Up.Runnable(); err != nil {
+			problems = append(problems, err)
+		}
+		if m.down != nil {
+			if err := m.down.Runnable(); err != nil {
+				problems = append(problems, err)
+			}
+		}
+	}
+	return c.invalid(problems)
+}
+
 func (c *Catalog) invalid(problems []error) error {
 	if len(problems) == 0 {
 		return nil

@@ -23,9 +23,18 @@ func TestTransactionControlRefused(t *testing.T) {
 	lines := map[string]int{"golang-migrate style": 1, "commit midway": 3}
 	for name, up := range refused {
 		t.Run(name, func(t *testing.T) {
-			_, err := Load(fstest.MapFS{"000001_b.up.sql": {Data: []byte(up)}, "000001_b.down.sql": {Data: []byte(down)}}, ".")
+			// The catalog reads such a file (golang-migrate applied many like it: an adopted
+			// database must stay readable); it refuses to run it.
+			c, err := Load(fstest.MapFS{"000001_b.up.sql": {Data: []byte(up)}, "000001_b.down.sql": {Data: []byte(down)}}, ".")
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if err := c.Migrations()[0].Up.Runnable(); err == nil {
+				t.Fatal("Up.Runnable: nil, want the file refused")
+			}
+			err = c.Runnable(c.Migrations())
 			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Load: %v, want ErrInvalid", err)
+				t.Fatalf("Runnable: %v, want ErrInvalid", err)
 			}
 			line := lines[name]
 			if line == 0 {
@@ -49,17 +58,31 @@ func TestTransactionControlRefused(t *testing.T) {
 	}
 	for name, up := range accepted {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Load(fstest.MapFS{"000001_b.up.sql": {Data: []byte(up)}, "000001_b.down.sql": {Data: []byte(down)}}, "."); err != nil {
+			c, err := Load(fstest.MapFS{"000001_b.up.sql": {Data: []byte(up)}, "000001_b.down.sql": {Data: []byte(down)}}, ".")
+			if err != nil {
 				t.Fatalf("Load: %v", err)
+			}
+			if err := c.Runnable(c.Migrations()); err != nil {
+				t.Fatalf("Runnable: %v", err)
 			}
 		})
 	}
-	// A down file is checked when it is read, before anything runs.
+	// A down file is checked once read: the history stores it for a later downgrade.
 	c, err := Open(fstest.MapFS{"000001_b.up.sql": {Data: []byte("CREATE TABLE b (id int);\n")}, "000001_b.down.sql": {Data: []byte("BEGIN;\nDROP TABLE b;\nCOMMIT;\n")}}, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ReadDowns(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "000001_b.down.sql:1: BEGIN") {
+	if err := c.ReadDowns(); err != nil {
 		t.Fatalf("ReadDowns: %v", err)
+	}
+	if err := c.Runnable(c.Migrations()); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "000001_b.down.sql:1: BEGIN") {
+		t.Fatalf("Runnable: %v", err)
+	}
+	// A stored down SQL is checked the same way.
+	if err := NewFile("stored", "BEGIN;\nDROP TABLE b;\nCOMMIT;\n", false).Runnable(); err == nil {
+		t.Fatal("NewFile(stored BEGIN … COMMIT).Runnable: nil")
+	}
+	if err := NewFile("stored", "BEGIN;\nDROP TABLE b;\nCOMMIT;\n", true).Runnable(); err != nil {
+		t.Fatalf("no-transaction stored down SQL: %v", err)
 	}
 }

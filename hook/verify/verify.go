@@ -151,6 +151,13 @@ func New(server *pgx.ConnConfig, catalog *source.Catalog, opts ...Option) *Verif
 // a *pgdriver.MigrationError when a file fails, and dbconn.ErrUnreachable when the server does
 // not answer within the wait.
 func (v *Verifier) Verify(ctx context.Context) (rep Report, err error) {
+	// Verify runs every file: one that may not run is refused before a scratch database exists.
+	if err := v.catalog.ReadDowns(); err != nil {
+		return rep, err
+	}
+	if err := v.catalog.Runnable(v.catalog.Migrations()); err != nil {
+		return rep, err
+	}
 	admin, err := dbconn.Connect(ctx, v.server, v.o.waitForDB, v.o.log)
 	if err != nil {
 		return rep, err

@@ -20,9 +20,10 @@ func atVersion1(t *testing.T) (*pgtest.DB, map[string]string) {
 	return db, base
 }
 
-// A golang-migrate style file wraps itself in BEGIN/COMMIT. Every command refuses it before
-// anything runs — exit 2, file:line, and what to do — and lint names it with its rule; marked
-// no-transaction, the same file applies.
+// A golang-migrate style file wraps itself in BEGIN/COMMIT. Every command that would run it
+// refuses it before anything runs — exit 2, file:line, and what to do — status says update
+// would refuse it, the gate only sees a pending migration, and lint names it with its rule;
+// marked no-transaction, the same file applies.
 func TestTransactionControlRefusedByEveryCommand(t *testing.T) {
 	db, base := atVersion1(t)
 	files := maps.Clone(base)
@@ -32,17 +33,24 @@ func TestTransactionControlRefusedByEveryCommand(t *testing.T) {
 	env := []string{"SCHEMAHOOK_MIGRATIONS=" + dir, "SCHEMAHOOK_SERVER_URL=" + db.Server.AdminURL}
 	c := db.Conn(t)
 	before := pgtest.Fingerprint(t, c)
-	for _, args := range [][]string{{"update"}, {"plan"}, {"check"}, {"status"}, {"status", "-o", "json"}, {"verify"}} {
+	for _, args := range [][]string{{"update"}, {"plan"}, {"status"}, {"status", "-o", "json"}, {"verify"}} {
 		r := cli(t, db.URL, env, args...)
 		out := r.Stderr + r.Stdout
-		if r.Code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (invalid migration files)", args, r.Code, exitUsage)
+		want := exitUsage
+		if args[0] == "status" {
+			want = exitOK // status reports; it refuses nothing
+		}
+		if r.Code != want {
+			t.Errorf("%v: exit %d, want %d", args, r.Code, want)
 		}
 		for _, want := range []string{"000002_b.up.sql:2: BEGIN", "remove the transaction control statements", "-- schemahook:no-transaction"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%v does not say %q:\n%s", args, want, out)
 			}
 		}
+	}
+	if r := cli(t, db.URL, env, "check"); r.Code != exitNotCurrent {
+		t.Errorf("check: exit %d, want %d (a pending migration)\n%s", r.Code, exitNotCurrent, r.Stderr)
 	}
 	if after := pgtest.Fingerprint(t, c); after != before || tableExists(t, c, "b") {
 		t.Fatalf("the database changed:\nbefore %s\nafter  %s", before, after)
@@ -161,5 +169,41 @@ func TestSQLStandardBodies(t *testing.T) {
 				t.Fatalf("answer(1) = %d, %v; want 42", got, err)
 			}
 		})
+	}
+}
+
+// golang-migrate wraps nothing in a transaction, so files it applied often say BEGIN … COMMIT
+// themselves. A database it migrated with such files is adopted as it is: every command reads
+// it and update applies the next migration; only files that would run are refused.
+func TestTransactionControlInAppliedFilesIsAccepted(t *testing.T) {
+	db := pgtest.New(t)
+	c := db.Conn(t)
+	// What golang-migrate leaves after applying 000001 (its own BEGIN … COMMIT ran as written).
+	for _, q := range []string{
+		"CREATE TABLE a (id int)",
+		"CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)",
+		"INSERT INTO schema_migrations VALUES (1, false)",
+	} {
+		if _, err := c.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"000001_a.up.sql":   "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n",
+		"000001_a.down.sql": "BEGIN;\nDROP TABLE a;\nCOMMIT;\n",
+		"000002_b.up.sql":   "CREATE TABLE b (id int);\n",
+		"000002_b.down.sql": "DROP TABLE b;\n",
+	}
+	env := []string{"SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}
+	for _, step := range []struct {
+		args []string
+		want int
+	}{{[]string{"check"}, exitNotCurrent}, {[]string{"status"}, exitOK}, {[]string{"plan"}, exitOK}, {[]string{"update"}, exitOK}, {[]string{"check"}, exitOK}} {
+		if r := cli(t, db.URL, env, step.args...); r.Code != step.want {
+			t.Fatalf("%v: exit %d, want %d\n%s", step.args, r.Code, step.want, r.Stderr)
+		}
+	}
+	if v, dirty := versionRow(t, c); v != 2 || dirty || !tableExists(t, c, "b") {
+		t.Fatalf("version (%d, %t), b exists %t; want (2, false) and b", v, dirty, tableExists(t, c, "b"))
 	}
 }
