@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make demo: start a throwaway PostgreSQL in a temp dir (unix socket only, nothing on the
-# network), run the embedded example migrations through update, status and check, then stop it
+# network), run the example migrations (migrations/) through update, status and check, then stop it
 # and delete everything. Needs PostgreSQL server binaries (Debian: apt-get install postgresql).
 set -euo pipefail
 
 bin=$(realpath "${1:-bin/schemahook}")
+# The binary carries no migrations: the demo points it at the example schema.
+export SCHEMAHOOK_MIGRATIONS="$(cd "$(dirname "$0")/.." && pwd)/migrations"
 source "$(dirname "$0")/lib/pg.sh"
 
 pg_start demo demo

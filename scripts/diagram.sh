@@ -5,6 +5,7 @@
 set -euo pipefail
 
 bin=$(realpath "${1:-bin/schemahook}")
+export SCHEMAHOOK_MIGRATIONS="$(cd "$(dirname "$0")/.." && pwd)/migrations"
 out=${2:-docs/schema.md}
 source "$(dirname "$0")/lib/pg.sh"
 

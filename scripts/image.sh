@@ -3,9 +3,13 @@
 #
 #   scripts/image.sh [OUT]            build ./hook/cmd/schemahook and write the image archive
 #                                     (default bin/schemahook-image.tar, name $IMAGE)
-#   scripts/image.sh pack ROOTFS REF OUT ENTRYPOINT [USER]
+#   scripts/image.sh pack ROOTFS REF OUT ENTRYPOINT [USER [ENV...]]
 #                                     write any rootfs directory as a one-layer image archive
-#                                     (the e2e harness uses it for its pause image)
+#                                     (the e2e harness uses it for its pause image and for an
+#                                     application image without a shell)
+#
+# The image carries no migrations. With MIGRATIONS=DIR it is a derived image, as the Dockerfile's
+# `example` target: DIR's *.sql files in /migrations and SCHEMAHOOK_MIGRATIONS=/migrations.
 #
 # The archive is an OCI image layout in a tar (oci-layout, index.json, blobs/sha256/...). The
 # index carries the reference as `io.containerd.image.name`, so
@@ -46,9 +50,12 @@ put_blob() {
 # json_str S: S as a JSON string (only what can appear in refs, paths and labels here).
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
-# pack ROOTFS REF OUT ENTRYPOINT USER LABELS_JSON
+# pack ROOTFS REF OUT ENTRYPOINT USER LABELS_JSON [ENV...]
 pack() {
   local rootfs=$1 ref=$2 out=$3 entrypoint=$4 user=$5 labels=$6
+  shift 6
+  local env='"PATH=/"' kv
+  for kv in "$@"; do env+=",$(json_str "$kv")"; done
   local arch=${GOARCH:-$(go env GOARCH 2>/dev/null || echo amd64)}
   local w=$W/pack
   rm -rf "$w" && mkdir -p "$w/layout/blobs/sha256"
@@ -65,8 +72,8 @@ pack() {
   local layer; layer=$(put_blob "$w/layer.tar.gz" "$w/layout")
 
   # Image config (no "created": it would make every build differ).
-  printf '{"architecture":"%s","os":"linux","config":{"User":%s,"Entrypoint":[%s],"Env":["PATH=/"],"WorkingDir":"/","Labels":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"scripts/image.sh","comment":"one layer, built without Docker"}]}' \
-    "$arch" "$(json_str "$user")" "$(json_str "$entrypoint")" "$labels" "$diff_id" >"$w/config.json"
+  printf '{"architecture":"%s","os":"linux","config":{"User":%s,"Entrypoint":[%s],"Env":[%s],"WorkingDir":"/","Labels":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"scripts/image.sh","comment":"one layer, built without Docker"}]}' \
+    "$arch" "$(json_str "$user")" "$(json_str "$entrypoint")" "$env" "$labels" "$diff_id" >"$w/config.json"
   local config; config=$(put_blob "$w/config.json" "$w/layout")
 
   printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
@@ -89,8 +96,8 @@ W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
 if [ "${1:-}" = pack ]; then
-  [ $# -ge 5 ] || { echo "usage: $0 pack ROOTFS REF OUT ENTRYPOINT [USER]" >&2; exit 2; }
-  pack "$2" "$3" "$4" "$5" "${6:-0:0}" '{}'
+  [ $# -ge 5 ] || { echo "usage: $0 pack ROOTFS REF OUT ENTRYPOINT [USER [ENV...]]" >&2; exit 2; }
+  pack "$2" "$3" "$4" "$5" "${6:-0:0}" '{}' "${@:7}"
   exit 0
 fi
 
@@ -115,4 +122,11 @@ chmod 0644 "$RFS/etc/passwd" "$RFS/etc/group"
 chmod 0755 "$RFS" "$RFS/etc"
 
 LABELS="{\"org.opencontainers.image.title\":\"schemahook\",\"org.opencontainers.image.description\":\"Initializes or upgrades a PostgreSQL schema from a Helm hook Job\",\"org.opencontainers.image.source\":\"https://github.com/schemahook/schemahook\",\"org.opencontainers.image.version\":$(json_str "$VERSION")}"
-pack "$RFS" "$IMAGE" "$OUT" /schemahook 65532:65532 "$LABELS"
+ENV=()
+if [ -n "${MIGRATIONS:-}" ]; then
+  mkdir -p "$RFS/migrations"
+  cp "$MIGRATIONS"/*.sql "$RFS/migrations/"
+  chmod 0755 "$RFS/migrations" && chmod 0644 "$RFS/migrations"/*.sql
+  ENV=(SCHEMAHOOK_MIGRATIONS=/migrations)
+fi
+pack "$RFS" "$IMAGE" "$OUT" /schemahook 65532:65532 "$LABELS" "${ENV[@]}"

@@ -23,7 +23,6 @@ import (
 	"github.com/schemahook/schemahook/hook/source"
 	"github.com/schemahook/schemahook/hook/verify"
 	"github.com/schemahook/schemahook/hook/version"
-	"github.com/schemahook/schemahook/migrations"
 )
 
 // Exit codes. They are part of the interface (the chart, CI scripts and the README rely on
@@ -144,13 +143,14 @@ previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.databaseURL, "database-url", "", "connection URL or keyword/value string (default: DATABASE_URL, then PG* variables)")
-	pf.StringVar(&a.migrationsDir, "migrations", "", "directory of NNNNNN_name.up.sql/.down.sql files (default: the migrations built into this binary)")
+	pf.StringVar(&a.migrationsDir, "migrations", "", "directory of NNNNNN_name.up.sql/.down.sql files (required by every command that reads migrations: the binary carries none)")
 	pf.StringVar(&a.migrationsTable, "migrations-table", "schema_migrations", "golang-migrate compatible version table")
 	pf.StringVar(&a.historyTable, "history-table", "schemahook_history", "table recording each applied migration")
 	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (JSON unless stderr is a terminal), text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
-		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand())
+		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand(),
+		a.installBinaryCommand())
 	return root
 }
 
@@ -209,21 +209,38 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: use auto, text or json", format)
 }
 
-// catalog opens the migrations: the --migrations directory or the embedded example. Down files
-// are read when something needs them (see source.Open): not on a no-op update or a check.
+// errNoMigrations is the usage error of a command that needs migrations and was given none.
+// The binary deliberately carries no default set: applying an example schema to a user's
+// database by accident is worse than refusing.
+var errNoMigrations = usageError{errors.New("no migrations: this binary carries none. " +
+	"Pass the directory of your NNNNNN_name.up.sql/.down.sql files with --migrations DIR or SCHEMAHOOK_MIGRATIONS=DIR. " +
+	"With the Helm chart, set migrations.image (run the hook in your application image, which holds them), " +
+	"build an image FROM the schemahook image that copies them in and sets SCHEMAHOOK_MIGRATIONS, " +
+	"or set migrations.configMap (see the chart's README, \"Migrations\")")}
+
+// catalog opens the --migrations directory and logs where the migrations came from. Down
+// files are read when something needs them (see source.Open): not on a no-op update or a check.
 func (a *app) catalog() (*source.Catalog, error) {
 	if a.migrationsDir == "" {
-		return source.Open(migrations.FS, ".")
+		return nil, errNoMigrations
 	}
 	fi, err := os.Stat(a.migrationsDir)
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: --migrations %q is not a readable directory", source.ErrInvalid, a.migrationsDir)
 	}
-	return source.Open(source.Dir(a.migrationsDir), ".")
+	cat, err := source.Open(source.Dir(a.migrationsDir), ".")
+	if err == nil && a.log != nil {
+		head := cat.Head()
+		a.log.Info("migrations", "source", a.migrationsDir, "count", len(cat.Migrations()), "head", head.Version, "head_name", head.Name)
+	}
+	return cat, err
 }
 
 // runner builds a Runner from the shared settings plus per-command driver options.
 func (a *app) runner(d pgdriver.Options, waitForDB time.Duration) (*runner.Runner, error) {
+	if a.migrationsDir == "" {
+		return nil, errNoMigrations // before any connection: nothing is touched
+	}
 	cfg, err := dbconn.Config(a.databaseURL)
 	if err != nil {
 		return nil, err

@@ -269,7 +269,7 @@ func (a *app) createCommand() *cobra.Command {
 				if fi, err := os.Stat("migrations"); err == nil && fi.IsDir() {
 					dir = "migrations"
 				} else {
-					return usagef("no migrations directory: pass --migrations DIR (the built-in migrations cannot be written to)")
+					return usagef("no migrations directory: pass --migrations DIR, or run in a directory that has a migrations/ folder")
 				}
 			}
 			next := uint(1)
@@ -312,12 +312,15 @@ func (a *app) createCommand() *cobra.Command {
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version, the head migration of the built-in migrations and the Go version",
+		Short: "Print the version, the head migration of --migrations (if given) and the Go version",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			head := "invalid"
-			if cat, err := a.catalog(); err == nil {
-				head = fmt.Sprintf("%d (%s)", cat.Head().Version, cat.Head().Name)
+			head := "none (no --migrations; the binary carries none)"
+			if a.migrationsDir != "" {
+				head = "invalid"
+				if cat, err := a.catalog(); err == nil {
+					head = fmt.Sprintf("%d (%s)", cat.Head().Version, cat.Head().Name)
+				}
 			}
 			fmt.Fprintf(a.stdout, "schemahook %s\nmigrations head: %s\ngo: %s %s/%s\n", version.Version, head, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil

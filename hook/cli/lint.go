@@ -11,7 +11,6 @@ import (
 
 	"github.com/schemahook/schemahook/hook/lint"
 	"github.com/schemahook/schemahook/hook/source"
-	"github.com/schemahook/schemahook/migrations"
 )
 
 // ExitLintFindings: lint reported findings.
@@ -25,7 +24,7 @@ func (a *app) lintCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lint [DIR]",
 		Short: "Check migration files for SQL errors, changes that break the serving release, and lock hazards",
-		Long: `lint parses every migration file in DIR (default: --migrations, else the built-in migrations)
+		Long: `lint parses every migration file in DIR (default: --migrations)
 with PostgreSQL's own parser and reports, as file:line:col with a fix:
 
   - SQL that does not parse, bad file names, an up file without a down file;
@@ -57,20 +56,15 @@ Exits 10 when there are findings. --rules lists the rules.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			var rep *lint.Report
 			if dir == "" {
-				var err error
-				if rep, err = lint.New(lint.WithLabel("migrations")).Dir(migrations.FS, "."); err != nil {
-					return err
-				}
-			} else {
-				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-					return fmt.Errorf("%w: %q is not a readable directory", source.ErrInvalid, dir)
-				}
-				var err error
-				if rep, err = lint.New(lint.WithLabel(dir)).Dir(os.DirFS(dir), "."); err != nil {
-					return err
-				}
+				return errNoMigrations
+			}
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("%w: %q is not a readable directory", source.ErrInvalid, dir)
+			}
+			rep, err := lint.New(lint.WithLabel(dir)).Dir(os.DirFS(dir), ".")
+			if err != nil {
+				return err
 			}
 			var werr error
 			if output == "json" {

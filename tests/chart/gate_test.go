@@ -68,12 +68,16 @@ func TestExampleAppPodsAreGated(t *testing.T) {
 			if len(jobs) == 0 {
 				t.Fatal("no hook Job rendered; the rollback guard is on by default")
 			}
+			cm := "example-app-migrations" // rendered from the chart's files by default
+			if name == "migrations from a ConfigMap" {
+				cm = "app-migrations"
+			}
 			if m, ok := envNamed(gate, "SCHEMAHOOK_MIGRATIONS"); ok {
-				if !mountsConfigMap(pod, gate, m.Value, "app-migrations") {
-					t.Errorf("gate reads migrations from %s but does not mount ConfigMap app-migrations there", m.Value)
+				if !mountsConfigMap(pod, gate, m.Value, cm) {
+					t.Errorf("gate reads migrations from %s but does not mount ConfigMap %s there", m.Value, cm)
 				}
 				for _, j := range jobs {
-					if !mountsConfigMap(j.Spec.Template.Spec, j.Spec.Template.Spec.Containers[0], m.Value, "app-migrations") {
+					if !mountsConfigMap(j.Spec.Template.Spec, j.Spec.Template.Spec.Containers[0], m.Value, cm) {
 						t.Errorf("Job %s does not mount the migrations the gate checks against", j.Name)
 					}
 				}

@@ -242,6 +242,13 @@ func find(objs []object, kind, name string) (object, bool) {
 	return object{}, false
 }
 
+// isMigrationsConfigMap reports whether o is the migrations ConfigMap a parent chart renders
+// (schemahook.migrations.configMap): a hook that is kept for the gate, unlike the hook Jobs'
+// supporting objects.
+func isMigrationsConfigMap(o object) bool {
+	return o.Kind == "ConfigMap" && o.Hook != nil && strings.HasSuffix(o.Name, "-migrations")
+}
+
 // podTemplate is a pod that a rendered object would run, with the object that owns it.
 type podTemplate struct {
 	Owner object
@@ -310,7 +317,8 @@ func containerEnv(t *testing.T, objs []object, pod podTemplate, ctr corev1.Conta
 	return env
 }
 
-// copyDir copies a chart directory, leaving out a built charts/ folder.
+// copyDir copies a chart directory, leaving out a built charts/ folder. Links to directories
+// (example-app's migrations/) are copied as the directories they point at, as `helm package` does.
 func copyDir(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
@@ -325,6 +333,12 @@ func copyDir(t *testing.T, src, dst string) {
 			return filepath.SkipDir
 		}
 		target := filepath.Join(dst, rel)
+		if d.Type()&fs.ModeSymlink != 0 {
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				copyDir(t, path+string(filepath.Separator), target)
+				return nil
+			}
+		}
 		if d.IsDir() {
 			return os.MkdirAll(target, 0o755)
 		}

@@ -41,6 +41,10 @@ func podValueSets(t *testing.T, c chartCase) map[string]map[string]any {
 			p+"database.existingSecret=pg-credentials", p+"migrations.configMap=app-migrations"),
 		"guard only+allowDowngrade+inline password": vals(t, p+"database.host=pg.example",
 			p+"config.allowDowngrade=true", p+"database.password=pw"),
+		"app image+certificate+extra volumes": vals(t, appImageSets(c,
+			p+"config.updateSchema=true", p+"database.host=pg.example",
+			p+"database.sslRootCert.secret=db-ca", p+"extraVolumes[0].name=scratch", p+"extraVolumes[0].emptyDir.sizeLimit=1Mi",
+			p+"extraVolumeMounts[0].name=scratch", p+"extraVolumeMounts[0].mountPath=/scratch")...),
 	}
 	for _, vf := range c.ciValues {
 		sets[filepath.Base(vf)] = valuesFile(t, vf)
@@ -120,4 +124,17 @@ func TestPSSCheckDetectsViolations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// appImageSets are the values of the app-image mode (migrations.image) plus sets: the hook,
+// guard, test pod and gate run registry.example/app:1.2.3 with the migrations in /app/migrations.
+// example-app's own migrations ConfigMap is turned off: one source of migrations.
+func appImageSets(c chartCase, sets ...string) []string {
+	p := c.prefix
+	out := []string{p + "migrations.image.repository=registry.example/app", p + "migrations.image.tag=1.2.3",
+		p + "migrations.image.path=/app/migrations"}
+	if c.name == "example-app" {
+		out = append(out, "migrations.fromChartFiles=false", p+"migrations.configMap=")
+	}
+	return append(out, sets...)
 }

@@ -87,9 +87,9 @@ func TestPasswordReachesEveryPod(t *testing.T) {
 		p := c.prefix
 		on := []string{p + "config.updateSchema=true", p + "database.host=pg.example"}
 		for name, sets := range map[string][]string{
-			"inline":                   slices.Concat(on, []string{p + "database.password=pw"}),
-			"inline, guard only":       {p + "database.host=pg.example", p + "database.password=pw"},
-			"inline, schema hook only": slices.Concat(on, []string{p + "database.password=pw", p + "rollbackGuard.enabled=false"}),
+			"inline":                   slices.Concat(on, []string{p + "database.password=pw", p + "gate.useMigrationCredentials=true"}),
+			"inline, guard only":       {p + "database.host=pg.example", p + "database.password=pw", p + "gate.useMigrationCredentials=true"},
+			"inline, schema hook only": slices.Concat(on, []string{p + "database.password=pw", p + "rollbackGuard.enabled=false", p + "gate.useMigrationCredentials=true"}),
 		} {
 			t.Run(c.name+"/"+name, func(t *testing.T) {
 				objs := objects(t, mustRender(t, c.load(t), vals(t, sets...)))
@@ -117,7 +117,7 @@ func TestPasswordReachesEveryPod(t *testing.T) {
 		}
 		t.Run(c.name+"/existingSecret", func(t *testing.T) {
 			rel := mustRender(t, c.load(t), vals(t, append(on,
-				p+"database.existingSecret=pg-credentials", p+"database.passwordKey=pgpass")...))
+				p+"database.existingSecret=pg-credentials", p+"database.passwordKey=pgpass", p+"gate.useMigrationCredentials=true")...))
 			objs := objects(t, rel)
 			if s := ofKind[*corev1.Secret](objs); len(s) != 0 {
 				t.Errorf("%d Secrets rendered although existingSecret is set", len(s))

@@ -89,7 +89,8 @@ func build() (string, error) {
 func Binary() string { return binary }
 
 // Env returns the process environment without the developer's database settings (PG*,
-// SCHEMAHOOK_*, DATABASE_URL), which would leak into the binary's configuration, plus JSON logs.
+// SCHEMAHOOK_*, DATABASE_URL), which would leak into the binary's configuration, plus JSON logs
+// and the example migrations.
 func Env() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -99,7 +100,18 @@ func Env() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "SCHEMAHOOK_LOG_FORMAT=json")
+	return append(env, "SCHEMAHOOK_LOG_FORMAT=json", "SCHEMAHOOK_MIGRATIONS="+ExampleDir())
+}
+
+// ExampleDir is the repository's example schema (migrations/). Env gives it to every run
+// because the binary carries no migrations; a test's own SCHEMAHOOK_MIGRATIONS, appended
+// later, wins (os/exec uses the last value of a duplicated variable).
+func ExampleDir() string {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "migrations"))
+	if err != nil {
+		panic(err)
+	}
+	return dir
 }
 
 // Result of one run.

@@ -295,7 +295,6 @@ func (s *suite) values(migrationsConfigMap string, sets ...string) map[string]an
 		"schemahook.database.user=" + s.env.pgUser,
 		"schemahook.database.sslMode=" + s.env.pgSSLMode,
 		"schemahook.database.existingSecret=" + dbSecret,
-		"schemahook.migrations.configMap=" + migrationsConfigMap,
 		// Deadlines nested inside helmTimeout: wait for the database, then the update, inside the
 		// Job's activeDeadlineSeconds, inside Helm's per-hook timeout.
 		"schemahook.schemaUpdate.waitForDatabase=15s",
@@ -304,6 +303,10 @@ func (s *suite) values(migrationsConfigMap string, sets ...string) map[string]an
 		"schemahook.rollbackGuard.activeDeadlineSeconds=100",
 		"schemahook.gate.wait=3m",
 	}, sets...)
+	if migrationsConfigMap != "" {
+		// A ConfigMap the test created, instead of the one example-app renders from its files.
+		all = append([]string{"migrations.fromChartFiles=false", "schemahook.migrations.configMap=" + migrationsConfigMap}, all...)
+	}
 	v := map[string]any{}
 	for _, set := range all {
 		if err := strvals.ParseInto(set, v); err != nil {

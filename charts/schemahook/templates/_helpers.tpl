@@ -149,6 +149,22 @@ something includes it, so `helm install`, `helm template` and Argo CD all fail t
 {{- fail "schemaUpdate.stopWorkloads.selector is required when schemaUpdate.stopWorkloads.enabled is true: set it to the label selector of the workloads to stop (for example --set schemaUpdate.stopWorkloads.selector=app.kubernetes.io/name=my-app)" }}
 {{- end }}
 {{- end }}
+{{- $mi := .Values.migrations.image }}
+{{- if and $mi.repository .Values.migrations.configMap }}
+{{- fail "migrations.image.repository and migrations.configMap are both set: choose one source of migrations (the application image is recommended)" }}
+{{- end }}
+{{- if and $mi.repository (not $mi.path) }}
+{{- fail "migrations.image.path is required with migrations.image.repository: set it to the directory of the *.sql files inside your image (for example --set migrations.image.path=/app/migrations)" }}
+{{- end }}
+{{- if and $mi.repository (not (or $mi.tag $mi.digest)) }}
+{{- fail "migrations.image.tag (or migrations.image.digest) is required with migrations.image.repository: the hook and the gate must run the same build of your image" }}
+{{- end }}
+{{- if and $db.sslRootCert.secret $db.sslRootCert.configMap }}
+{{- fail "database.sslRootCert.secret and database.sslRootCert.configMap are both set: the CA certificate comes from one of them" }}
+{{- end }}
+{{- if and (include "schemahook.serviceAccount.name" .) .Values.schemaUpdate.stopWorkloads.enabled .Values.config.updateSchema }}
+{{- fail "serviceAccount (name or create) and schemaUpdate.stopWorkloads.enabled are both set: the schema-update Job runs under the chart's own RBAC ServiceAccount while it stops workloads; use one of them" }}
+{{- end }}
 {{- if not (or .Values.image.digest .Values.image.tag .Chart.AppVersion) }}
 {{- fail "image.tag is empty and the chart has no appVersion to default to: set image.tag or image.digest" }}
 {{- end }}
@@ -187,9 +203,12 @@ PGDATABASE: {{ . | quote }}
 PGUSER: {{ . | quote }}
 {{- end }}
 PGSSLMODE: {{ $db.sslMode | quote }}
+{{- if or $db.sslRootCert.secret $db.sslRootCert.configMap }}
+PGSSLROOTCERT: {{ include "schemahook.sslRootCert.path" . | quote }}
+{{- end }}
 SCHEMAHOOK_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
-{{- if .Values.migrations.configMap }}
-SCHEMAHOOK_MIGRATIONS: "/migrations"
+{{- with include "schemahook.migrations.dir" . }}
+SCHEMAHOOK_MIGRATIONS: {{ . | quote }}
 {{- end }}
 {{- end }}
 
@@ -212,14 +231,20 @@ SCHEMAHOOK_STOP_TIMEOUT: {{ .Values.schemaUpdate.stopWorkloads.timeout | quote }
 
 {{/*
 The PGPASSWORD env entry as a YAML list (empty when no password is configured). Call with
-(dict "ctx" $ "hook" true|false): a hook pod reads the hook Secret, because at pre-install the
-release Secret does not exist yet; everything else reads the release Secret, because the hook
-Secret is deleted once the hook succeeds.
+(dict "ctx" $ "hook" true|false). The hook Jobs get the migration role's password from the hook
+Secret (at pre-install the release Secret does not exist yet) or database.existingSecret. Everything
+else (gate, test pod) gets the gate's own read-only credentials, gate.existingSecret; the migration
+role's password only with gate.useMigrationCredentials, from database.existingSecret or the release
+Secret (the hook Secret is deleted once the hooks succeed).
 */}}
 {{- define "schemahook.passwordEnv" -}}
 {{- $db := .ctx.Values.database }}
+{{- $gate := .ctx.Values.gate }}
 {{- $ref := dict }}
-{{- if $db.existingSecret }}
+{{- if and (not .hook) $gate.existingSecret }}
+{{- $ref = dict "name" $gate.existingSecret "key" $gate.passwordKey }}
+{{- else if and (not .hook) (not $gate.useMigrationCredentials) }}
+{{- else if $db.existingSecret }}
 {{- $ref = dict "name" $db.existingSecret "key" $db.passwordKey }}
 {{- else if and $db.password .hook }}
 {{- $ref = dict "name" (include "schemahook.schemaUpdate.name" .ctx) "key" "password" }}
@@ -234,90 +259,20 @@ Secret is deleted once the hook succeeds.
 {{- end }}
 
 {{/*
-The env list of a schemahook container outside the hook (gate, test, the example app), as YAML:
-literal non-secret settings (the hook ConfigMap is gone by the time these run) and PGPASSWORD.
+The env list of a schemahook container outside the hook (gate, test pod, the example app), as
+YAML: literal non-secret settings (the hook ConfigMap is gone by the time these run) with the gate's
+user (gate.database.user), PGPASSWORD as passwordEnv decides, then extraEnv.
 */}}
 {{- define "schemahook.env" -}}
+{{- $settings := include "schemahook.connectionSettings" . | fromYaml }}
+{{- with .Values.gate.database.user }}
+{{- $_ := set $settings "PGUSER" . }}
+{{- end }}
 {{- $env := list }}
-{{- range $name, $value := include "schemahook.connectionSettings" . | fromYaml }}
+{{- range $name, $value := $settings }}
 {{- $env = append $env (dict "name" $name "value" $value) }}
 {{- end }}
 {{- $env = concat $env (include "schemahook.passwordEnv" (dict "ctx" . "hook" false) | fromYamlArray) }}
+{{- $env = concat $env .Values.extraEnv }}
 {{- toYaml $env }}
-{{- end }}
-
-{{/* The migrations volume, as a list entry, or nothing. */}}
-{{- define "schemahook.migrations.volume" -}}
-{{- with .Values.migrations.configMap -}}
-- name: schemahook-migrations
-  configMap:
-    name: {{ . | quote }}
-{{- end }}
-{{- end }}
-
-{{/* The migrations volume mount, as a list entry, or nothing. */}}
-{{- define "schemahook.migrations.volumeMount" -}}
-{{- if .Values.migrations.configMap -}}
-- name: schemahook-migrations
-  mountPath: /migrations
-  readOnly: true
-{{- end }}
-{{- end }}
-
-{{/*
-Public templates for parent charts. Call them with the subchart's own context,
-`.Subcharts.schemahook` (use the alias if the dependency has one), so that they see this chart's
-values, name and appVersion:
-
-      initContainers:
-        {{- include "schemahook.gate.initContainer" .Subcharts.schemahook | nindent 8 }}
-      containers:
-        - name: app
-          env:
-            {{- include "schemahook.databaseEnv" .Subcharts.schemahook | nindent 12 }}
-      volumes:
-        {{- include "schemahook.gate.volumes" .Subcharts.schemahook | nindent 8 }}
-*/}}
-
-{{/*
-The gate: an init container that runs `schemahook check --wait` and so keeps the pod's other
-containers from starting until the database schema is at the image's head. It carries its own
-restricted security context, so it does not loosen the pod it is added to.
-*/}}
-{{- define "schemahook.gate.initContainer" -}}
-{{- include "schemahook.validateValues" . -}}
-- name: wait-for-schema
-  image: {{ include "schemahook.image" . | quote }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
-  args:
-    - check
-    - --wait
-    - {{ .Values.gate.wait | quote }}
-  env:
-    {{- include "schemahook.env" . | nindent 4 }}
-  {{- with .Values.securityContext }}
-  securityContext:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with .Values.gate.resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with (include "schemahook.migrations.volumeMount" .) }}
-  volumeMounts:
-    {{- . | nindent 4 }}
-  {{- end }}
-{{- end }}
-
-{{/* Volumes the gate needs in the pod (the migrations ConfigMap, if any); may render nothing. */}}
-{{- define "schemahook.gate.volumes" -}}
-{{- include "schemahook.migrations.volume" . }}
-{{- end }}
-
-{{/*
-The database env of an application container that uses the same settings: PGHOST, PGPORT,
-PGDATABASE, PGUSER, PGSSLMODE and PGPASSWORD (from a Secret).
-*/}}
-{{- define "schemahook.databaseEnv" -}}
-{{- include "schemahook.env" . }}
 {{- end }}

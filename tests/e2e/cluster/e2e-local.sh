@@ -46,9 +46,24 @@ trap finish EXIT
 
 phase build "$HERE/build.sh"
 phase image env IMAGE="$IMAGE" "$REPO/scripts/image.sh" "$ARCHIVE"
+# The migrations' delivery modes: a derived image with the example schema baked in, and an
+# application image holding only the example schema, without a shell or any binary.
+EXAMPLE_IMAGE=localhost/schemahook-example:dev
+EXAMPLE_ARCHIVE=$REPO/bin/schemahook-example-image.tar
+APP_IMAGE=localhost/schemahook-e2e-app:dev
+APP_ARCHIVE=$REPO/bin/schemahook-e2e-app-image.tar
+phase image env IMAGE="$EXAMPLE_IMAGE" MIGRATIONS="$REPO/migrations" "$REPO/scripts/image.sh" "$EXAMPLE_ARCHIVE"
+app_rootfs() {
+  local r; r=$(mktemp -d)
+  mkdir -p "$r/app/migrations" && cp "$REPO"/migrations/*.sql "$r/app/migrations/"
+  chmod -R a+rX "$r"
+  "$REPO/scripts/image.sh" pack "$r" "$APP_IMAGE" "$APP_ARCHIVE" /app/server 65532:65532
+  rm -rf "$r"
+}
+phase image app_rootfs
 phase up "$HERE/up.sh"
 phase postgres "$HERE/postgres.sh" start
-phase load "$HERE/load-image.sh" "$ARCHIVE"
+phase load "$HERE/load-image.sh" "$ARCHIVE" "$EXAMPLE_ARCHIVE" "$APP_ARCHIVE"
 phase smoke "$HERE/smoke.sh" "$IMAGE"
 
 # The suite's settings; pg.env adds the CA file, user and database of the hook's role.
@@ -58,6 +73,8 @@ set -a
 set +a
 export KUBECONFIG=$STATE/admin.kubeconfig
 export SCHEMAHOOK_E2E_IMAGE=$IMAGE
+export SCHEMAHOOK_E2E_EXAMPLE_IMAGE=$EXAMPLE_IMAGE
+export SCHEMAHOOK_E2E_APP_IMAGE=$APP_IMAGE
 export SCHEMAHOOK_E2E_USER_KUBECONFIG=$STATE/user.kubeconfig
 export PATH=$K8S_BIN:$PATH # kubectl of the server's version, for tests that shell out
 
