@@ -170,6 +170,18 @@ func render(t *testing.T, form passwordForm, password string) (string, []int, bo
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("SCHEMAHOOK_DATABASE_URL", connString)
 	t.Setenv("SCHEMAHOOK_LOG_FORMAT", "json")
+	// The binary carries no migrations: give the commands one, so that they get as far as the
+	// connection.
+	migs := filepath.Join(dir, "migrations")
+	if err := os.MkdirAll(migs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, sql := range map[string]string{"000001_a.up.sql": "CREATE TABLE a (id int);\n", "000001_a.down.sql": "DROP TABLE a;\n"} {
+		if err := os.WriteFile(filepath.Join(migs, name), []byte(sql), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("SCHEMAHOOK_MIGRATIONS", migs)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
