@@ -141,6 +141,7 @@ type step struct {
 	deferred bool   // Run only checked the file: SetVersion(clean) sends it with the rows
 	group    *group // the initial-install group the step commits with, if any
 	retries  int
+	blocked  *contention // what kept its last blocked attempt waiting, if seen
 	started  time.Time
 	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
 	took     time.Duration // in a group: the step's time as recorded in its history row
@@ -421,10 +422,15 @@ func (d *Driver) runTransaction(p *step) error {
 	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
 	nPrelude := strings.Count(prelude, ";")
 	query, off := prelude+p.file.SQL, -len(prelude)
-	retry := d.retryPolicy()
-	for attempt := 0; ; attempt++ {
+	retry := d.newLockRetry()
+	defer retry.close()
+	for {
 		p.inTx = true
-		completed, err := d.exec(query)
+		var (
+			completed int
+			err       error
+		)
+		retry.watched(func() { completed, err = d.exec(query) })
 		if err == nil {
 			if d.conn.PgConn().TxStatus() != 'T' {
 				p.inTx = false
@@ -442,13 +448,7 @@ func (d *Driver) runTransaction(p *step) error {
 		if rbErr := d.rollback(); rbErr != nil {
 			return errors.Join(d.failure(p, query, off, completed, err, false), rbErr)
 		}
-		if !retryable(err) {
-			return d.failure(p, query, off, completed, err, false)
-		}
-		p.retries++
-		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
-			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
-		if retry.Sleep(d.ctx, attempt) != nil {
+		if !retry.again(p, err) {
 			return d.failure(p, query, off, completed, err, false)
 		}
 	}
@@ -483,7 +483,8 @@ func (d *Driver) runStatements(p *step) error {
 	if err := d.writeVersion(p.to, true); err != nil {
 		return err
 	}
-	retry := d.retryPolicy()
+	retry := d.newLockRetry()
+	defer retry.close()
 	current := time.Duration(-1)
 	for i, st := range sqlsplit.Split(p.file.SQL) {
 		// CONCURRENTLY operations take locks that do not block readers or writers, and a lock
@@ -498,15 +499,13 @@ func (d *Driver) runStatements(p *step) error {
 			}
 			current = want
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := d.exec(st.SQL)
+		for {
+			var err error
+			retry.watched(func() { _, err = d.exec(st.SQL) })
 			if err == nil {
 				break
 			}
-			if retryable(err) && retry.Sleep(d.ctx, attempt) == nil {
-				p.retries++
-				d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
-					"line", st.Line, "attempt", attempt+1, "sqlstate", sqlState(err))
+			if retry.again(p, err, "line", st.Line) {
 				continue
 			}
 			clean := i == 0 && !concurrently(st.SQL)
