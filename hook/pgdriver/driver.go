@@ -142,6 +142,7 @@ type step struct {
 	group    *group // the initial-install group the step commits with, if any
 	retries  int
 	blocked  *contention // what kept its last blocked attempt waiting, if seen
+	lockCode string      // the SQLSTATE of its last lock timeout or deadlock
 	started  time.Time
 	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
 	took     time.Duration // in a group: the step's time as recorded in its history row

@@ -14,6 +14,7 @@ package pgdriver
 // other roles' state and query, and the messages then say so.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -154,6 +155,7 @@ func (r *lockRetry) again(p *step, err error, attrs ...any) bool {
 	}
 	r.failed++
 	p.retries++
+	p.lockCode = sqlState(err)
 	attrs = append(attrs, "attempt", r.failed, "lock_timeout", r.d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
 	if r.side == nil && r.sideErr == nil {
 		r.open()
@@ -379,8 +381,8 @@ func (e *MigrationError) stopped() (msg string, ok bool) {
 		still += fmt.Sprintf(" (nothing of %s was applied: they run as one transaction when an empty database is initialized)", e.group.span())
 	}
 	attempts := e.Retries
-	if !retryable(e.Err) {
-		attempts++ // the attempt the deadline or the signal cancelled
+	if !retryable(e.Err) && sqlState(e.Err) != "" {
+		attempts++ // the attempt the deadline or the signal cancelled on the server
 	}
 	waited := e.Retries > 0 || retryable(e.Err) || e.blocked != nil
 	target := "the locks it needs"
@@ -394,7 +396,7 @@ func (e *MigrationError) stopped() (msg string, ok bool) {
 		if e.cause != nil {
 			cause = e.cause.Error()
 		}
-		fmt.Fprintf(&b, "migration %s: interrupted; rolled back; %s (%s%s) — ", e.File, still, cause, strings.TrimSuffix(strings.Replace(e.sqlState(), " (", "; ", 1), ")"))
+		fmt.Fprintf(&b, "migration %s: interrupted; rolled back; %s (%s%s) — ", e.File, still, cause, strings.TrimSuffix(strings.Replace(e.sqlState(""), " (", "; ", 1), ")"))
 		if waited {
 			fmt.Fprintf(&b, "it was waiting to lock %s, blocked by %s; ", target, e.blocked)
 		}
@@ -402,18 +404,19 @@ func (e *MigrationError) stopped() (msg string, ok bool) {
 	case waited:
 		fmt.Fprintf(&b, "migration %s: gave up after %d attempts to lock %s (lock_timeout %s): blocked by %s; %s%s — "+
 			"end that transaction (or wait for it to end) and run the update again; --timeout bounds how long the update keeps retrying",
-			e.File, attempts, target, e.lockTimeout, e.blocked, still, e.sqlState())
+			e.File, attempts, target, e.lockTimeout, e.blocked, still, e.sqlState(e.lockCode))
 	default:
 		fmt.Fprintf(&b, "migration %s: the deadline (--timeout) passed while it ran; rolled back; %s%s — raise --timeout, or make the migration faster, and run the update again",
-			e.File, still, e.sqlState())
+			e.File, still, e.sqlState(""))
 	}
 	return b.String(), true
 }
 
-// sqlState renders the server's code and where in the file, for stopped's messages.
-func (e *MigrationError) sqlState() string {
+// sqlState renders the server's code (code, else the error's) and where in the file, for
+// stopped's messages.
+func (e *MigrationError) sqlState(code string) string {
 	var parts []string
-	if c := sqlState(e.Err); c != "" {
+	if c := cmp.Or(code, sqlState(e.Err), e.lockCode); c != "" {
 		parts = append(parts, "SQLSTATE "+c)
 	}
 	if e.Line > 0 {

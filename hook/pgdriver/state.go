@@ -278,6 +278,7 @@ type MigrationError struct {
 	note  string // what the error's position means, when the server's message alone misleads
 
 	blocked     *contention   // what kept the last blocked attempt waiting
+	lockCode    string        // the SQLSTATE of the last lock timeout or deadlock
 	lockTimeout time.Duration // each attempt's lock_timeout
 	cause       error         // why the run was cancelled (context.Cause)
 }
@@ -369,7 +370,7 @@ func (e *MigrationError) Unwrap() []error {
 // characters of the query it received; without one, the failing statement's line is used.
 func (d *Driver) failure(p *step, sql string, off, completed int, err error, dirty bool) *MigrationError {
 	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err,
-		blocked: p.blocked, lockTimeout: d.opts.LockTimeout}
+		blocked: p.blocked, lockCode: p.lockCode, lockTimeout: d.opts.LockTimeout}
 	switch cerr := d.ctx.Err(); {
 	case errors.Is(cerr, context.DeadlineExceeded):
 		e.Deadline = true
