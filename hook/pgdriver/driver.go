@@ -27,7 +27,9 @@
 //   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
 //     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
 //     retried with backoff until the context's deadline, so a migration queued behind a long
-//     transaction never stalls the table's other users for longer than the lock timeout.
+//     transaction never stalls the table's other users for longer than the lock timeout. After
+//     the first timeout a second connection names the blocker and ends the backoff as soon as
+//     the blocking transaction lets go (lockwait.go).
 //   - the migration lock: pg_try_advisory_lock polled with backoff under a deadline. A blocking
 //     pg_advisory_lock waiter would be a transaction that CREATE INDEX CONCURRENTLY waits for,
 //     while it waits for the lock the CIC session holds: a deadlock.
