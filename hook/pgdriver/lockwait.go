@@ -149,13 +149,17 @@ func (r *lockRetry) again(p *step, err error, attrs ...any) bool {
 	if r.seen != nil {
 		p.blocked = r.seen // also when the deadline cancelled the attempt while it waited
 	}
-	if !retryable(err) || r.d.ctx.Err() != nil {
+	if !retryable(err) {
 		r.logHeld(nil)
 		return false
 	}
 	r.failed++
 	p.retries++
 	p.lockCode = sqlState(err)
+	if r.d.ctx.Err() != nil {
+		r.logHeld(nil)
+		return false
+	}
 	attrs = append(attrs, "attempt", r.failed, "lock_timeout", r.d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
 	if r.side == nil && r.sideErr == nil {
 		r.open()
