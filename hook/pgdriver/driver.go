@@ -624,16 +624,6 @@ func (d *Driver) timeouts(set string, lockTimeout time.Duration) string {
 	return s
 }
 
-// retryPolicy spaces lock-timeout retries: start near the lock timeout, back off to 10 s, with
-// jitter so that several hooks (or a hook and a cron job) do not retry in lockstep.
-func (d *Driver) retryPolicy() backoff.Policy {
-	initial := d.opts.LockTimeout
-	if initial <= 0 {
-		initial = 100 * time.Millisecond
-	}
-	return backoff.Policy{Initial: initial, Max: 10 * time.Second}
-}
-
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.LockNotAvailable || pgErr.Code == pgerrcode.DeadlockDetected)

@@ -104,6 +104,16 @@ func (d *Driver) newLockRetry() *lockRetry {
 	return &lockRetry{d: d, policy: d.retryPolicy()}
 }
 
+// retryPolicy bounds each wait between attempts: start near the lock timeout, back off to 10 s,
+// with jitter so that several hooks (or a hook and a cron job) do not retry in lockstep.
+func (d *Driver) retryPolicy() backoff.Policy {
+	initial := d.opts.LockTimeout
+	if initial <= 0 {
+		initial = 100 * time.Millisecond
+	}
+	return backoff.Policy{Initial: initial, Max: 10 * time.Second}
+}
+
 // watched runs one attempt; once a lock timeout has happened, the watcher looks meanwhile for
 // what it waits on.
 func (r *lockRetry) watched(attempt func()) {
