@@ -82,9 +82,10 @@ type lockRetry struct {
 	policy backoff.Policy
 	failed int // attempts that timed out waiting for a lock
 
-	side    *pgx.Conn // the watcher's connection, opened at the first lock timeout
-	sideErr error     // why there is none
-	seen    *contention
+	side    *pgx.Conn   // the watcher's connection, opened at the first lock timeout
+	sideErr error       // why there is none
+	seen    *contention // during the last attempt
+	last    *contention // the last one seen at all
 	early   *contention // what the last wait saw go, when it ended before its backoff
 	blind   bool        // the watcher said a blocker had gone when it had not: back off only
 
@@ -166,6 +167,16 @@ func (r *lockRetry) again(p *step, err error, attrs ...any) bool {
 	r.failed++
 	p.retries++
 	p.lockCode = sqlState(err)
+	if r.seen == nil && r.last != nil {
+		// The watcher saw nothing this time (a busy server may answer it only after the
+		// attempt gave up); a transaction that blocked before and still holds the lock blocks now.
+		if held, herr := r.holds(r.last); herr == nil && held {
+			r.seen, p.blocked = r.last, r.last
+		}
+	}
+	if r.seen != nil {
+		r.last = r.seen
+	}
 	if r.d.ctx.Err() != nil {
 		r.logHeld(nil)
 		return false

@@ -146,7 +146,7 @@ func TestDeadlineDuringLockWait(t *testing.T) {
 	db, env := atVersion1(t)
 	_, release := holdTable(t, db.URL, "nightly-report")
 	defer release()
-	r := run(t, db.URL, env, "update", "--lock-timeout", "30s", "--timeout", "1500ms")
+	r := run(t, db.URL, env, "update", "--lock-timeout", "30s", "--timeout", "3s")
 	msgs := r.messages()
 	if r.code != exitTimeout {
 		t.Fatalf("exit %d, want %d:\n%s", r.code, exitTimeout, msgs)
