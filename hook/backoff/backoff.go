@@ -36,7 +36,13 @@ func (p Policy) Delay(attempt int) time.Duration {
 // the context ended first. A delay that would pass the context's deadline is shortened to end
 // at the deadline, so the caller gets one last attempt instead of sleeping past its budget.
 func (p Policy) Sleep(ctx context.Context, attempt int) error {
-	d := p.Delay(attempt)
+	return Wait(ctx, p.Delay(attempt))
+}
+
+// Wait waits for d, or until ctx ends, by Sleep's rules: it returns ctx.Err() when the context
+// ended first, shortens a delay that would pass the context's deadline, and returns
+// context.DeadlineExceeded at once when the deadline has passed.
+func Wait(ctx context.Context, d time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/schemahook/schemahook/hook/backoff"
 )
@@ -48,6 +49,14 @@ func Config(connString string) (*pgx.ConnConfig, error) {
 	// trips in pgx's default mode, which prepares and caches a statement first; Exec mode sends
 	// Parse/Bind/Execute together. It matters on the path that runs on every deploy and sync.
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// A cancelled context (the --timeout deadline, SIGTERM) cancels the running statement on
+	// the server and keeps the connection: the server answers, the transaction is rolled back
+	// for certain and the migration lock can be released. pgx's default closes the connection
+	// instead, which leaves the outcome of a migration whose COMMIT was sent unknown. Without an
+	// answer within cancelWait the connection is closed after all.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelWait}
+	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		// Shows up in pg_stat_activity, so a DBA (and our lock-wait message) can tell who holds locks.
 		cfg.RuntimeParams["application_name"] = "schemahook"
@@ -102,6 +111,11 @@ func parseReason(connString string, err error) string {
 		return q
 	})
 }
+
+// cancelWait is how long a cancelled statement may take to end on the server before the
+// connection is given up: longer than any statement takes to notice a cancel request, shorter
+// than the grace period Kubernetes gives a pod after SIGTERM (30 s by default).
+const cancelWait = 5 * time.Second
 
 // Describe renders where cfg connects, for logs and errors: never the password.
 func Describe(cfg *pgx.ConnConfig) string {

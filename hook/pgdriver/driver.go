@@ -28,7 +28,9 @@
 //   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
 //     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
 //     retried with backoff until the context's deadline, so a migration queued behind a long
-//     transaction never stalls the table's other users for longer than the lock timeout.
+//     transaction never stalls the table's other users for longer than the lock timeout. After
+//     the first timeout a second connection names the blocker and ends the backoff as soon as
+//     the blocking transaction lets go (lockwait.go).
 //   - the migration lock: pg_try_advisory_lock polled with backoff under a deadline. A blocking
 //     pg_advisory_lock waiter would be a transaction that CREATE INDEX CONCURRENTLY waits for,
 //     while it waits for the lock the CIC session holds: a deadlock.
@@ -149,6 +151,8 @@ type step struct {
 	deferred bool   // Run only checked the file: SetVersion(clean) sends it with the rows
 	group    *group // the initial-install group the step commits with, if any
 	retries  int
+	blocked  *contention // what kept its last blocked attempt waiting, if seen
+	lockCode string      // the SQLSTATE of its last lock timeout or deadlock
 	started  time.Time
 	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
 	took     time.Duration // in a group: the step's time as recorded in its history row
@@ -546,10 +550,15 @@ func (d *Driver) runTransaction(p *step) error {
 	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
 	nPrelude := strings.Count(prelude, ";")
 	query, off := prelude+p.file.SQL, -len(prelude)
-	retry := d.retryPolicy()
-	for attempt := 0; ; attempt++ {
+	retry := d.newLockRetry()
+	defer retry.close()
+	for {
 		p.inTx = true
-		completed, err := d.exec(query)
+		var (
+			completed int
+			err       error
+		)
+		retry.watched(func() { completed, err = d.exec(query) })
 		if err == nil {
 			if d.conn.PgConn().TxStatus() != 'T' {
 				p.inTx = false
@@ -567,13 +576,7 @@ func (d *Driver) runTransaction(p *step) error {
 		if rbErr := d.rollback(); rbErr != nil {
 			return errors.Join(d.failure(p, query, off, completed, err, false), rbErr)
 		}
-		if !retryable(err) {
-			return d.failure(p, query, off, completed, err, false)
-		}
-		p.retries++
-		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
-			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
-		if retry.Sleep(d.ctx, attempt) != nil {
+		if !retry.again(p, err) {
 			return d.failure(p, query, off, completed, err, false)
 		}
 	}
@@ -612,7 +615,8 @@ func (d *Driver) runStatements(p *step) error {
 	if err := d.writeVersion(p.to, true); err != nil {
 		return err
 	}
-	retry := d.retryPolicy()
+	retry := d.newLockRetry()
+	defer retry.close()
 	current := time.Duration(-1)
 	// fail reports err, raised by sql at offset off of the file; ran says whether a statement
 	// of the file may have changed something.
@@ -638,15 +642,13 @@ func (d *Driver) runStatements(p *step) error {
 			}
 			current = want
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := d.exec(st.SQL)
+		for {
+			var err error
+			retry.watched(func() { _, err = d.exec(st.SQL) })
 			if err == nil {
 				break
 			}
-			if retryable(err) && retry.Sleep(d.ctx, attempt) == nil {
-				p.retries++
-				d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
-					"line", st.Line, "attempt", attempt+1, "sqlstate", sqlState(err))
+			if retry.again(p, err, "line", st.Line) {
 				continue
 			}
 			return fail(st.SQL, st.Offset, err, i > 0 || concurrently(st.SQL))
@@ -761,16 +763,6 @@ func (d *Driver) timeouts(set string, lockTimeout time.Duration) string {
 		s += set + "statement_timeout = " + strconv.FormatInt(d.opts.StatementTimeout.Milliseconds(), 10) + "; "
 	}
 	return s
-}
-
-// retryPolicy spaces lock-timeout retries: start near the lock timeout, back off to 10 s, with
-// jitter so that several hooks (or a hook and a cron job) do not retry in lockstep.
-func (d *Driver) retryPolicy() backoff.Policy {
-	initial := d.opts.LockTimeout
-	if initial <= 0 {
-		initial = 100 * time.Millisecond
-	}
-	return backoff.Policy{Initial: initial, Max: 10 * time.Second}
 }
 
 func retryable(err error) bool {

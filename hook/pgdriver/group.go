@@ -125,8 +125,9 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 			size += len(p.down.SQL) + len(p.down.SQL)/8 // room for doubled quotes
 		}
 	}
-	retry := d.retryPolicy()
-	for attempt := 0; ; attempt++ {
+	retry := d.newLockRetry()
+	defer retry.close()
+	for {
 		start := time.Now()
 		v := &values{pg: d.conn.PgConn()}
 		var b strings.Builder
@@ -159,7 +160,8 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 			return false, nil
 		}
 		query := b.String()
-		results, err := d.conn.PgConn().Exec(d.ctx, query).ReadAll()
+		var results []*pgconn.Result
+		retry.watched(func() { results, err = d.conn.PgConn().Exec(d.ctx, query).ReadAll() })
 		if err == nil {
 			return true, d.committed(g, results)
 		}
@@ -204,6 +206,9 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 		}
 		rbErr := d.rollback()
 		switch {
+		case answered && d.ctx.Err() != nil:
+			// Cancelled on the server (the deadline, SIGTERM): it answered, so nothing committed.
+			return true, errors.Join(fail(max(completed, nPrelude)), rbErr)
 		case !answered && !pgconn.SafeToRetry(err):
 			// The query was sent, with its COMMIT, and no answer came: the server may have
 			// committed it before the connection failed.
@@ -221,10 +226,7 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 		case rbErr != nil || !retryable(err):
 			return true, errors.Join(fail(max(completed, nPrelude)), rbErr)
 		}
-		p.retries++
-		d.log.Warn("lock not available, retrying", "version", p.mig.Version, "name", p.mig.Name,
-			"attempt", attempt+1, "lock_timeout", d.opts.LockTimeout.String(), "sqlstate", sqlState(err))
-		if retry.Sleep(d.ctx, attempt) != nil {
+		if !retry.again(p, err) {
 			return true, fail(max(completed, nPrelude))
 		}
 		p.waited += time.Since(start)

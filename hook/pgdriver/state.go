@@ -2,6 +2,7 @@ package pgdriver
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -300,14 +301,25 @@ type MigrationError struct {
 	Dirty    bool // the version is left dirty (no-transaction file, partially applied)
 	Unknown  bool // the connection failed after the file and its COMMIT were sent
 	Retries  int
-	Deadline bool // lock retries ran out of time
-	Err      error
+	Deadline bool // the run's deadline passed: lock retries ran out of time, or a statement was cancelled
+	// Interrupted: the run was cancelled (SIGINT, SIGTERM) and the server cancelled the
+	// statement: the transaction was rolled back.
+	Interrupted bool
+	Err         error
 
 	group *group // the initial install's group the file ran in: none of it was applied
 	note  string // what the error's position means, when the server's message alone misleads
+
+	blocked     *contention   // what kept the last blocked attempt waiting
+	lockCode    string        // the SQLSTATE of the last lock timeout or deadlock
+	lockTimeout time.Duration // each attempt's lock_timeout
+	cause       error         // why the run was cancelled (context.Cause)
 }
 
 func (e *MigrationError) Error() string {
+	if s, ok := e.stopped(); ok {
+		return s
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "migration %s failed", e.File)
 	if e.Line > 0 {
@@ -389,7 +401,7 @@ func forceTarget(p *step) string {
 // the version is left dirty) and the driver error.
 func (e *MigrationError) Unwrap() []error {
 	out := []error{ErrMigrationFailed, e.Err}
-	if e.Deadline {
+	if e.Deadline && (e.Retries > 0 || retryable(e.Err)) {
 		out[0] = ErrLockTimeout
 	}
 	if e.Dirty {
@@ -402,9 +414,18 @@ func (e *MigrationError) Unwrap() []error {
 // the file, after completed statements of sql succeeded. PostgreSQL reports positions in
 // characters of the query it received; without one, the failing statement's line is used.
 func (d *Driver) failure(p *step, sql string, off, completed int, err error, dirty bool) *MigrationError {
-	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err}
-	// A retryable error reaching here means the retries ran out of time.
-	e.Deadline = retryable(err)
+	e := &MigrationError{Step: p, File: p.file.Name, Dirty: dirty, Retries: p.retries, Err: err,
+		blocked: p.blocked, lockCode: p.lockCode, lockTimeout: d.opts.LockTimeout}
+	switch cerr := d.ctx.Err(); {
+	case errors.Is(cerr, context.DeadlineExceeded):
+		e.Deadline = true
+	case cerr != nil:
+		e.Interrupted, e.cause = true, context.Cause(d.ctx)
+	default:
+		// A retryable error reaching here means the retries ran out of time (the backoff
+		// stops at the deadline a moment before the context says so).
+		e.Deadline = retryable(err)
+	}
 	if cerr := d.ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		e.Err = fmt.Errorf("%w (interrupted: %w)", err, cerr)
 	}

@@ -30,6 +30,9 @@ type p3result struct {
 	migration       time.Duration // process start to exit
 	retries         int           // schemahook: lock-timeout retries logged
 	hold, waitedFor time.Duration // the hold; how long of it the migration was queued
+	// landed: from the idle transaction's COMMIT returning to the migration's process exit —
+	// an upper bound of the time from the lock's release to the migration's commit.
+	landed time.Duration
 }
 
 var p3Tools = []string{toolSchemahook, toolMigrate}
@@ -57,8 +60,8 @@ func (e *env) lockQueue(ctx context.Context) (map[string]p3result, error) {
 			return nil, fmt.Errorf("P3 %s: %w", tool, err)
 		}
 		out[tool] = res
-		logf("  %-14s readers max %s p99 %s, migration %s", tool, res.maxLat.Round(time.Millisecond),
-			res.p99Lat.Round(time.Millisecond), res.migration.Round(time.Millisecond))
+		logf("  %-14s readers max %s p99 %s, migration %s, landed %s after the holder ended", tool, res.maxLat.Round(time.Millisecond),
+			res.p99Lat.Round(time.Millisecond), res.migration.Round(time.Millisecond), res.landed.Round(time.Millisecond))
 		if err := e.pg.dropDB(ctx, db); err != nil {
 			return nil, err
 		}
@@ -155,9 +158,12 @@ func (e *env) lockScenario(ctx context.Context, tool, db string, full *migration
 	}
 	holdStart := time.Now()
 	released := make(chan error, 1)
+	var releasedAt time.Time // written before the send on released, read after the receive
 	go func() {
 		time.Sleep(time.Until(holdStart.Add(e.cfg.hold)))
-		released <- tx.Commit(context.WithoutCancel(ctx))
+		err := tx.Commit(context.WithoutCancel(ctx))
+		releasedAt = time.Now()
+		released <- err
 	}()
 
 	time.Sleep(time.Until(start.Add(migrateAfter)))
@@ -167,6 +173,7 @@ func (e *env) lockScenario(ctx context.Context, tool, db string, full *migration
 		extra = []string{"--lock-timeout", "200ms"}
 	}
 	p, migErr := e.runTool(ctx, tool, db, full, extra...)
+	migEnd := time.Now()
 	res.migration = p.wall
 	res.waitedFor = holdStart.Add(e.cfg.hold).Sub(migStart)
 	res.retries = strings.Count(p.stderr, "lock not available, retrying")
@@ -174,6 +181,9 @@ func (e *env) lockScenario(ctx context.Context, tool, db string, full *migration
 	stopAll()
 	if err := <-released; err != nil {
 		return res, err
+	}
+	if res.landed = migEnd.Sub(releasedAt); res.landed < 0 {
+		return res, fmt.Errorf("the migration ended %s before the idle transaction did: it did not wait for the lock", -res.landed)
 	}
 	if migErr != nil {
 		return res, migErr

@@ -25,6 +25,7 @@ import (
 
 type config struct {
 	quick      bool
+	onlyP3     bool          // run P3 alone and print its figures; no report
 	runs       int           // P1 runs per tool
 	repeats    int           // P2 repeats per tool
 	migrations int           // P2 size
@@ -48,6 +49,7 @@ type env struct {
 func main() {
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "CI size: 10 s lock hold, 20 no-op runs, 2 repeats")
+	flag.BoolVar(&c.onlyP3, "p3", false, "run only P3 (lock queue) and print its figures; docs/benchmarks.md is left alone")
 	flag.IntVar(&c.runs, "runs", 25, "P1: no-op runs per tool (at least 20)")
 	flag.IntVar(&c.repeats, "repeats", 3, "P2: fresh-database runs per tool; the median counts")
 	flag.IntVar(&c.migrations, "migrations", 500, "P2: generated migrations")
@@ -112,6 +114,14 @@ func run(c config) (err error) {
 	}
 
 	r := &results{cfg: c, bin: e.bin, pgVersion: e.pg.version}
+	if c.onlyP3 {
+		logf("P3: lock queue, %s hold", c.hold)
+		if r.p3, err = e.lockQueue(ctx); err != nil {
+			return err
+		}
+		fmt.Print(r.p3Table())
+		return nil
+	}
 	if p := cpuPressure(); p > 20 && c.settle > 0 {
 		logf("CPU pressure %.0f%%: waiting up to %s for the machine to calm down", p, c.settle)
 	}
