@@ -24,7 +24,7 @@ mkdir -p "$(dirname "$out")"
   echo "\`o{\` any number of children, \`o|\` at most one (unique foreign key). A solid line means the foreign key"
   echo "is part of the child's primary key."
   echo
-  "$bin" diagram --format markdown
+  "$bin" diagram -o markdown
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out"

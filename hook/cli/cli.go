@@ -59,6 +59,8 @@ func ExitCode(err error) int {
 		return ExitDrift
 	case errors.Is(err, runner.ErrDatabaseNewer):
 		return ExitNewer
+	case errors.Is(err, runner.ErrIrreversible), errors.Is(err, runner.ErrTarget):
+		return ExitUsage // down, goto, redo: refused before anything changed
 	case errors.Is(err, runner.ErrDirty):
 		return ExitDirty
 	case errors.Is(err, runner.ErrNotCurrent):
@@ -89,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		code := ExitCode(err)
-		if code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) {
+		if code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible) {
 			fmt.Fprintf(stderr, "Error: %s\nRun 'schemahook %s --help' for usage.\n", dbconn.Redact(err.Error()), commandName(root, args))
 		} else if a.log != nil {
 			a.log.Error(dbconn.Redact(err.Error()), "exit_code", code)
@@ -132,9 +134,10 @@ and retries instead of stalling traffic, and it answers "is the schema current?"
 Configuration: flags, SCHEMAHOOK_<FLAG> environment variables (e.g. SCHEMAHOOK_LOCK_TIMEOUT=500ms),
 DATABASE_URL, and libpq's PG* variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE).
 
-Exit codes: 0 ok, 1 error, 2 usage or invalid migrations, 3 migration failed (database at the
-previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 7 timeout,
-8 schema not current (check), 9 verify mismatch, 10 lint findings.`,
+Exit codes: 0 ok, 1 error, 2 usage, invalid migrations or a down/goto/redo refused before any
+change, 3 migration failed (database at the previous version, clean), 4 drift, 5 database newer
+than this release, 6 dirty, 7 timeout, 8 schema not current (check), 9 verify mismatch, 10 lint
+findings.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
@@ -150,7 +153,8 @@ previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
 		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand(),
-		a.installBinaryCommand())
+		a.installBinaryCommand(), a.downCommand(), a.gotoCommand(), a.redoCommand())
+	decorate(root)
 	return root
 }
 

@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/schemahook/schemahook/hook/pgdriver"
 	"github.com/schemahook/schemahook/hook/runner"
-	"github.com/schemahook/schemahook/hook/source"
 	"github.com/schemahook/schemahook/hook/version"
 )
 
@@ -67,7 +61,7 @@ type migrationFlags struct {
 
 func (m *migrationFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.DurationVar(&m.waitForDB, "wait-for-db", 60*time.Second, "how long to wait for the database to accept connections")
+	waitForDBFlag(f, &m.waitForDB)
 	f.DurationVar(&m.d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout of each attempt; a migration that cannot get its locks in time is rolled back and retried")
 	f.DurationVar(&m.d.StatementTimeout, "statement-timeout", 0, "statement_timeout for migrations (0: the server's setting)")
 	f.DurationVar(&m.d.LockWait, "lock-wait", time.Minute, "how long to wait for another schemahook, or golang-migrate, holding the migration lock")
@@ -102,7 +96,7 @@ func (a *app) guardCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "guard",
-		Short: "Pre-rollback check: refuse (exit 5) when the database is newer than this release, or downgrade it if allowed",
+		Short: "Refuse a rollback (exit 5) when the database is newer than this release, or downgrade it if allowed",
 		Long: `guard is what the chart's pre-rollback hook runs, with the rollback target's image. Helm runs
 the target revision's pre-rollback hooks before touching any resource, so a refusal here stops the
 rollback while the current release keeps serving. With --allow-downgrade it instead reverts the
@@ -200,7 +194,7 @@ func (a *app) statusCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	waitForDBFlag(cmd.Flags(), &waitForDB)
 	return cmd
 }
 
@@ -221,7 +215,7 @@ func (a *app) planCommand() *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout to show (as update would use it)")
 	cmd.Flags().DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout to show")
-	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	waitForDBFlag(cmd.Flags(), &waitForDB)
 	return cmd
 }
 
@@ -247,65 +241,7 @@ you undid them. -1 means no migration is applied.`,
 			return r.Force(cmd.Context(), v)
 		},
 	}
-	cmd.Flags().DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
-	return cmd
-}
-
-// nameRE compiles on first use: only `create` needs it, and every run pays for initialization.
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`) })
-
-func (a *app) createCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "create NAME",
-		Short: "Write the next NNNNNN_NAME.up.sql / .down.sql pair into the migrations directory",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name := strings.ToLower(strings.NewReplacer("-", "_", " ", "_").Replace(strings.TrimSpace(args[0])))
-			if !nameRE().MatchString(name) {
-				return usagef("NAME %q: use letters, digits and underscores, e.g. add_users_email_index", args[0])
-			}
-			dir := a.migrationsDir
-			if dir == "" {
-				if fi, err := os.Stat("migrations"); err == nil && fi.IsDir() {
-					dir = "migrations"
-				} else {
-					return usagef("no migrations directory: pass --migrations DIR, or run in a directory that has a migrations/ folder")
-				}
-			}
-			next := uint(1)
-			if _, err := os.Stat(dir); err != nil {
-				return usagef("--migrations %q: %v", dir, err)
-			}
-			cat, err := source.Load(os.DirFS(dir), ".")
-			switch {
-			case err == nil:
-				next = cat.Head().Version + 1
-			case !errors.Is(err, source.ErrEmpty):
-				return err // refuse to add to a directory that is already broken
-			}
-			base := fmt.Sprintf("%06d_%s", next, name)
-			for _, suffix := range []string{".up.sql", ".down.sql"} {
-				p := filepath.Join(dir, base+suffix)
-				body := fmt.Sprintf("-- %s%s\n", base, suffix)
-				if suffix == ".down.sql" {
-					body += "-- Undo exactly what the up file does; `schemahook verify` checks it.\n"
-				}
-				f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-				if err != nil {
-					return fmt.Errorf("creating %s: %w", p, err)
-				}
-				_, werr := f.WriteString(body)
-				if err := f.Close(); werr == nil {
-					werr = err
-				}
-				if werr != nil {
-					return fmt.Errorf("writing %s: %w", p, werr)
-				}
-				fmt.Fprintln(a.stdout, p)
-			}
-			return nil
-		},
-	}
+	waitForDBFlag(cmd.Flags(), &waitForDB)
 	return cmd
 }
 

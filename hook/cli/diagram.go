@@ -17,8 +17,8 @@ import (
 
 func (a *app) diagramCommand() *cobra.Command {
 	var (
-		output, format string
-		waitForDB      time.Duration
+		file, output, oldFormat string
+		waitForDB               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "diagram",
@@ -29,11 +29,13 @@ UK markers, and one relationship per foreign key. Cardinality comes from the sch
 foreign key means exactly one parent (||), a nullable one zero or one (|o); a unique foreign key
 means at most one child (o|), otherwise any number (o{).
 
---format markdown wraps the diagram in a mermaid code block, which GitHub and GitLab render.`,
+-o markdown wraps the diagram in a mermaid code block, which GitHub and GitLab render. --file
+writes it to a file instead of stdout.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "mermaid" && format != "markdown" {
-				return usagef("--format %q: use mermaid or markdown", format)
+			format, err := diagramFormat(cmd, a, output, oldFormat, &file)
+			if err != nil {
+				return err
 			}
 			if err := nonNegative("wait-for-db", waitForDB); err != nil {
 				return err
@@ -56,22 +58,48 @@ means at most one child (o|), otherwise any number (o{).
 			if format == "markdown" {
 				buf.WriteString("```\n")
 			}
-			if output == "" || output == "-" {
+			if file == "" || file == "-" {
 				_, err = a.stdout.Write(buf.Bytes())
 				return err
 			}
-			if err := os.WriteFile(output, buf.Bytes(), 0o644); err != nil {
+			if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
 				return fmt.Errorf("writing the diagram: %w", err)
 			}
-			a.log.Info("wrote the schema diagram", "file", output, "tables", len(s.Tables), "relationships", len(s.Relations))
+			a.log.Info("wrote the schema diagram", "file", file, "tables", len(s.Tables), "relationships", len(s.Relations))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&output, "output", "", "write the diagram to this file instead of stdout")
-	f.StringVar(&format, "format", "mermaid", "mermaid, or markdown (the diagram in a mermaid code block)")
-	f.DurationVar(&waitForDB, "wait-for-db", 0, "how long to wait for the database to accept connections")
+	f.StringVarP(&file, "file", "f", "", "write the diagram to this file instead of stdout")
+	f.StringVarP(&output, "output", "o", "mermaid", "output format: mermaid, or markdown (the diagram in a mermaid code block)")
+	// The format's name before -o/--output meant the format in every command.
+	f.StringVar(&oldFormat, "format", "mermaid", "output format (deprecated: use -o/--output)")
+	_ = f.MarkDeprecated("format", "use -o/--output")
+	waitForDBFlag(f, &waitForDB)
 	return cmd
+}
+
+// diagramFormat returns the format from -o/--output, or from the deprecated --format. --output
+// used to name the file: a value that is no format is taken as the file, with a warning, so that
+// scripts keep working while they move to --file.
+func diagramFormat(cmd *cobra.Command, a *app, output, oldFormat string, file *string) (string, error) {
+	known := func(f string) bool { return f == "mermaid" || f == "markdown" }
+	format := output
+	if !cmd.Flags().Changed("output") {
+		format = oldFormat
+	}
+	if known(format) {
+		return format, nil
+	}
+	if !cmd.Flags().Changed("output") || *file != "" {
+		return "", usagef("-o %q: use mermaid or markdown", format)
+	}
+	a.log.Warn(fmt.Sprintf("--output %q as the file is deprecated: use --file %q (-o/--output is the output format, mermaid or markdown, as in every command)", output, output))
+	*file = output
+	if !known(oldFormat) {
+		return "", usagef("--format %q: use mermaid or markdown", oldFormat)
+	}
+	return oldFormat, nil
 }
 
 func (a *app) readDiagram(ctx context.Context, cfg *pgx.ConnConfig, wait time.Duration) (s *diagram.Schema, err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -22,10 +23,10 @@ func (a *app) lintCommand() *cobra.Command {
 		rules  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "lint [DIR]",
+		Use:   "lint [--migrations DIR]",
 		Short: "Check migration files for SQL errors, changes that break the serving release, and lock hazards",
-		Long: `lint parses every migration file in DIR (default: --migrations)
-with PostgreSQL's own parser and reports, as file:line:col with a fix:
+		Long: `lint parses every migration file in --migrations DIR (a directory given as the argument, as
+before, is the same) with PostgreSQL's own parser and reports, as file:line:col with a fix:
 
   - SQL that does not parse, bad file names, an up file without a down file;
   - in up files, changes that break the release still serving during pre-upgrade: DROP or RENAME
@@ -45,7 +46,7 @@ Exits 10 when there are findings. --rules lists the rules.`,
 			}
 			return nil
 		},
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return usagef("-o %q: use text or json", output)
 			}
@@ -54,6 +55,10 @@ Exits 10 when there are findings. --rules lists the rules.`,
 			}
 			dir := a.migrationsDir
 			if len(args) == 1 {
+				// The argument is an alias of --migrations; both at once must agree.
+				if cmd.Flags().Changed("migrations") && filepath.Clean(args[0]) != filepath.Clean(dir) {
+					return usagef("DIR %q and --migrations %q: give the directory once (--migrations)", args[0], dir)
+				}
 				dir = args[0]
 			}
 			if dir == "" {

@@ -70,6 +70,6 @@ role needs CREATEDB. Nothing else on the server is touched. Use it in CI with a 
 	}
 	f := cmd.Flags()
 	f.StringVar(&serverURL, "server-url", "", "server to create the scratch database on (default: the --database-url / DATABASE_URL / PG* connection)")
-	f.DurationVar(&waitForDB, "wait-for-db", 30*time.Second, "how long to wait for the server to accept connections")
+	waitForDBFlag(f, &waitForDB)
 	return cmd
 }

@@ -141,7 +141,7 @@ func (r *Runner) Guard(ctx context.Context, allowDowngrade bool) error {
 		return fmt.Errorf("%w: rolling back to a release whose schema is version %d, but the database is at %d. "+
 			"The rollback was stopped before changing anything. Choose: restore the database from a backup taken before the upgrade, "+
 			"or downgrade the schema: schemahook reverts migrations %d..%d with the down SQL stored when they were applied, when the release you go back to "+
-			"has config.allowDowngrade=true — `helm rollback` reuses that revision's values, so go back with `helm upgrade --set config.allowDowngrade=true` "+
+			"has config.allowDowngrade=true (`schemahook guard --allow-downgrade`) — `helm rollback` reuses that revision's values, so go back with `helm upgrade --set config.allowDowngrade=true` "+
 			"and the older chart and image instead (see the chart README, \"Rollbacks\")",
 			ErrDatabaseNewer, head, st.Version, head+1, st.Version)
 	}

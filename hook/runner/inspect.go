@@ -165,7 +165,8 @@ func dirtyError(v int, c *source.Catalog) error {
 func newerError(v int, head uint) error {
 	return fmt.Errorf("%w: the database is at version %d but this release only knows migrations up to %d — "+
 		"an older release must not run against a newer schema: deploy the newer release again, or restore the database from a backup "+
-		"(or revert the schema deliberately with a downgrade)", ErrDatabaseNewer, v, head)
+		"(or revert the schema deliberately to this release's: `schemahook update --allow-downgrade` or `schemahook guard --allow-downgrade` reverts "+
+		"migrations %d..%d with the down SQL stored when they were applied; with the chart, config.allowDowngrade=true)", ErrDatabaseNewer, v, head, head+1, v)
 }
 
 // Check reports whether the database is at the catalog's head and clean: nil when it is;

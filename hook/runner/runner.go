@@ -132,6 +132,12 @@ func (r *Runner) Update(ctx context.Context) (res Result, err error) {
 }
 
 func (r *Runner) update(s *session) (res Result, err error) {
+	return r.upTo(s, int(r.catalog().Head().Version))
+}
+
+// upTo is update with a target: head for update, a version between the current one and head
+// for goto.
+func (r *Runner) upTo(s *session, target int) (res Result, err error) {
 	st, err := s.drv.State(pgdriver.Checksums)
 	if err != nil {
 		return res, err
@@ -154,7 +160,7 @@ func (r *Runner) update(s *session) (res Result, err error) {
 			return res, err
 		}
 	}
-	head := int(r.catalog().Head().Version)
+	head := target
 	adopt := r.adopting(st)
 	if st.Version != head || adopt {
 		// What follows records or runs down files: a bad one stops the update here, before
@@ -186,13 +192,18 @@ func (r *Runner) update(s *session) (res Result, err error) {
 	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
 		"from", st.Version, "to", head, "pending", len(pending))
 	start := time.Now()
-	if res.Initialized {
+	if res.Initialized && head == int(r.catalog().Head().Version) {
 		// Nobody uses an empty database yet: its migrations may hold their locks until a whole
 		// group commits, which makes a failed first install all or nothing and saves a
 		// transaction and a round trip per migration. Upgrades must not: see Initialize.
 		err = s.drv.Initialize()
 	} else {
-		err = s.drv.Migrate(func(m *migrate.Migrate) error { return m.Up() })
+		err = s.drv.Migrate(func(m *migrate.Migrate) error {
+			if head != int(r.catalog().Head().Version) {
+				return m.Migrate(uint(head)) // goto
+			}
+			return m.Up()
+		})
 	}
 	after, _, verr := s.drv.Version()
 	if verr == nil {
