@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,8 +82,9 @@ writes it to a file instead of stdout.`,
 }
 
 // diagramFormat returns the format from -o/--output, or from the deprecated --format. --output
-// used to name the file: a value that is no format is taken as the file, with a warning, so that
-// scripts keep working while they move to --file.
+// used to name the file: a value that is no format but looks like a file (it has a dot or a
+// slash, as schema.mmd or docs/schema.md) is taken as the file, with a warning, so that scripts
+// keep working while they move to --file. Any other value is a mistyped format.
 func diagramFormat(cmd *cobra.Command, a *app, output, oldFormat string, file *string) (string, error) {
 	known := func(f string) bool { return f == "mermaid" || f == "markdown" }
 	format := output
@@ -91,7 +94,7 @@ func diagramFormat(cmd *cobra.Command, a *app, output, oldFormat string, file *s
 	if known(format) {
 		return format, nil
 	}
-	if !cmd.Flags().Changed("output") || *file != "" {
+	if !cmd.Flags().Changed("output") || *file != "" || !strings.ContainsAny(output, "./"+string(filepath.Separator)) {
 		return "", usagef("-o %q: use mermaid or markdown", format)
 	}
 	a.log.Warn(fmt.Sprintf("--output %q as the file is deprecated: use --file %q (-o/--output is the output format, mermaid or markdown, as in every command)", output, output))

@@ -30,13 +30,13 @@ func TestDiagramExampleSchema(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "schema.md")
-	wantCode(t, run(t, env, "diagram", "--format", "markdown", "--output", out), exitOK)
+	wantCode(t, run(t, env, "diagram", "-o", "markdown", "--file", out), exitOK)
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(b) != "```mermaid\n"+r.Stdout+"```\n" {
-		t.Fatalf("--format markdown --output wrote\n%s", b)
+		t.Fatalf("-o markdown --file wrote\n%s", b)
 	}
 }
 
@@ -75,6 +75,6 @@ func TestDiagramEmptyDatabase(t *testing.T) {
 }
 
 func TestDiagramBadInput(t *testing.T) {
-	wantCode(t, run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + unreachableServer}, "diagram"), exitTimeout)
-	wantCode(t, run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + unreachableServer}, "diagram", "--format", "svg"), exitUsage)
+	wantCode(t, run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + unreachableServer}, "diagram", "--wait-for-db", "0"), exitTimeout)
+	wantCode(t, run(t, []string{"SCHEMAHOOK_DATABASE_URL=" + unreachableServer}, "diagram", "-o", "svg"), exitUsage)
 }

@@ -104,8 +104,11 @@ func TestDiagramFileAndOutputFlags(t *testing.T) {
 	if b, err := os.ReadFile(old); err != nil || !strings.HasPrefix(string(b), "```mermaid") {
 		t.Fatalf("%s: %q, %v", old, b, err)
 	}
-	if r := cli(t, db.URL, nil, "diagram", "-o", "svg", "--file", md); r.Code != exitUsage {
-		t.Fatalf("diagram -o svg: exit %d, want %d", r.Code, exitUsage)
+	// A mistyped format is a usage error, not a file name.
+	for _, args := range [][]string{{"-o", "svg"}, {"-o", "svg", "--file", md}, {"--format", "svg"}} {
+		if r := cli(t, db.URL, nil, append([]string{"diagram"}, args...)...); r.Code != exitUsage {
+			t.Fatalf("diagram %v: exit %d, want %d", args, r.Code, exitUsage)
+		}
 	}
 }
 
