@@ -179,6 +179,12 @@ func (r *Runner) revertTo(s *session, st pgdriver.State, applied []uint, to int)
 	if err != nil {
 		return res, err
 	}
+	if !st.HasHistory {
+		// A database migrated by golang-migrate: each step deletes its history row.
+		if err := s.drv.EnsureTables(); err != nil {
+			return res, err
+		}
+	}
 	if _, _, err := s.drv.Version(); err != nil { // the driver tracks the current version
 		return res, err
 	}

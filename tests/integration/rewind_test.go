@@ -214,3 +214,24 @@ func TestNewerMessageNamesAllowDowngrade(t *testing.T) {
 		}
 	}
 }
+
+// A database migrated by golang-migrate, with no history table yet: down reverts with the files
+// and leaves the history consistent for the next update.
+func TestDownOnGolangMigrateDatabase(t *testing.T) {
+	p := newPair(t, tableVariants[0])
+	dir := writeDir(t, cliFiles()) // tables a, b, c, d
+	if r := p.migrate(dir, nil, "up"); r.Code != 0 {
+		t.Fatalf("migrate up: exit %d", r.Code)
+	}
+	if r := yes(t, p.db.URL, dir, "down", "2"); r.Code != exitOK {
+		t.Fatalf("down 2: exit %d", r.Code)
+	}
+	at(t, p.c, 2)
+	if tableExists(t, p.c, "c") || tableExists(t, p.c, "d") || !tableExists(t, p.c, "b") {
+		t.Fatal("down 2 did not revert exactly c and d")
+	}
+	if r := cli(t, p.db.URL, []string{"SCHEMAHOOK_MIGRATIONS=" + dir}, "update"); r.Code != exitOK {
+		t.Fatalf("update after down: exit %d", r.Code)
+	}
+	at(t, p.c, 4, 1, 2, 3, 4)
+}
