@@ -187,7 +187,7 @@ func render(t *testing.T, form passwordForm, password string) (string, []int, bo
 	}
 	var out strings.Builder
 	var codes []int
-	for _, args := range [][]string{{"status", "-o", "json"}, {"check"}, {"update", "--wait-for-db", "100ms"}} {
+	for _, args := range [][]string{{"status", "-o", "json", "--wait-for-db", "0"}, {"check"}, {"update", "--wait-for-db", "100ms"}} {
 		var stdout, stderr strings.Builder
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		start := time.Now()
