@@ -127,7 +127,7 @@ the same version. A version must be above every existing one; create refuses oth
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&seq, "seq", true, "sequential versions: the newest version + 1 (the default)")
+	f.BoolVar(&seq, "seq", true, "sequential versions: the newest version + 1")
 	f.BoolVar(&timestamp, "timestamp", false, "timestamp versions, as golang-migrate's migrate create makes them")
 	f.StringVar(&timeFormat, "time-format", defaultTimeFormat, "with --timestamp: a Go time layout, or unix or unixNano")
 	f.StringVar(&tz, "tz", "UTC", "with --timestamp: the time zone of the version")
