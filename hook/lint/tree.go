@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-
-	pgparser "github.com/wasilibs/go-pgquery/parser"
 )
 
 // The parse tree is read from libpg_query's JSON output into the few node types the rules look
@@ -139,9 +137,9 @@ func (n node) lastName() string {
 	return n.List.Items[len(n.List.Items)-1].String.Sval
 }
 
-// parse runs PostgreSQL's parser. A syntax error is a *pgparser.Error with the position.
+// parse runs PostgreSQL's parser. A syntax error is a *pgparser.Error (see parseToJSON) with the position.
 func parse(sql string) (*parseResult, error) {
-	out, err := pgparser.ParseToJSON(sql)
+	out, err := parseToJSON(sql)
 	if err != nil {
 		return nil, err
 	}
