@@ -79,6 +79,14 @@ type node struct {
 	DefElem *struct {
 		Defname string `json:"defname"`
 	} `json:"DefElem"`
+	InsertStmt *dmlStmt `json:"InsertStmt"`
+	UpdateStmt *dmlStmt `json:"UpdateStmt"`
+	DeleteStmt *dmlStmt `json:"DeleteStmt"`
+}
+
+// dmlStmt is the part of INSERT, UPDATE and DELETE the rules read: the target table.
+type dmlStmt struct {
+	Relation rangeVar `json:"relation"`
 }
 
 type rangeVar struct {
