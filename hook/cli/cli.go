@@ -179,11 +179,21 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	notes, warnings, err := a.translateMigrateURL(cmd)
+	if err != nil {
+		return err
+	}
 	log, err := newLogger(a.stderr, a.logFormat, a.logLevel)
 	if err != nil {
 		return err
 	}
 	a.log = log
+	for _, n := range notes {
+		log.Info(n)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	return nil
 }
 
