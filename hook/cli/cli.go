@@ -191,7 +191,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	for _, n := range notes {
 		log.Info(n)
 	}
-	for _, w := range warnings {
+	for _, w := range append(warnings, unknownEnv(cmd.Root(), os.Environ())...) {
 		log.Warn(w)
 	}
 	return nil
@@ -240,6 +240,7 @@ func (a *app) catalog() (*source.Catalog, error) {
 	}
 	cat, err := source.Open(source.Dir(a.migrationsDir), ".")
 	if err == nil && a.log != nil {
+		cat.OnWarning(func(w string) { a.log.Warn(w, "source", a.migrationsDir) })
 		head := cat.Head()
 		a.log.Info("migrations", "source", a.migrationsDir, "count", len(cat.Migrations()), "head", head.Version, "head_name", head.Name)
 	}
