@@ -125,6 +125,9 @@ func (l *Linter) Dir(fsys fs.FS, dir string) (*Report, error) {
 	byVersion := map[uint64]*pair{}
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			if msg := source.NotAMigration(e.Name()); msg != "" && !e.IsDir() {
+				rep.add(l.finding(e.Name(), 1, 1, RuleInvalidFile, msg))
+			}
 			continue
 		}
 		name := e.Name()

@@ -138,6 +138,7 @@ func TestDirFileProblems(t *testing.T) {
 		"000008_h.down.sql":      {Data: []byte("SELECT 1;")},
 		"000009_syntax.up.sql":   {Data: []byte("SELEC 1;")},
 		"000009_syntax.down.sql": {Data: []byte("SELECT 1;")},
+		"000010_i.up.SQL":        {Data: []byte("SELECT 1;")},
 	}
 	r, err := New(WithLabel("db")).Dir(fsys, ".")
 	if err != nil {
@@ -154,6 +155,7 @@ func TestDirFileProblems(t *testing.T) {
 		"db/000005_other.down.sql:" + RuleInvalidFile,
 		"db/000006_f.up.sql:" + RuleInvalidFile,
 		"db/000009_syntax.up.sql:" + RuleSyntaxError,
+		"db/000010_i.up.SQL:" + RuleInvalidFile,
 		"db/notes.sql:" + RuleInvalidFile,
 	}
 	if !slices.Equal(got, want) {

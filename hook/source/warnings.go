@@ -45,10 +45,18 @@ func (c *Catalog) Warnings() []string {
 }
 
 // strayFile warns about a file Load skips (it does not end in .sql) when its name says it was
-// meant as a migration: 000014_x.up.SQL, 000003_x.up.sql.orig left by a merge tool,
-// 000005_x.down. README.md, embed.go and other files of the directory are not mentioned: they
-// are there on purpose.
+// meant as a migration (see NotAMigration).
 func (c *Catalog) strayFile(name string) {
+	if msg := NotAMigration(name); msg != "" {
+		c.warn("%s", msg)
+	}
+}
+
+// NotAMigration says why name, a file that does not end in .sql, is not read as a migration,
+// when its name says it was meant as one: 000014_x.up.SQL, 000003_x.up.sql.orig left by a merge
+// tool, 000005_x.down. It returns "" for the other files of a directory (README.md, embed.go):
+// they are there on purpose.
+func NotAMigration(name string) string {
 	lower := strings.ToLower(name)
 	digits := 0
 	for digits < len(name) && name[digits] >= '0' && name[digits] <= '9' {
@@ -56,7 +64,7 @@ func (c *Catalog) strayFile(name string) {
 	}
 	numbered := digits > 0 && digits < len(name) && name[digits] == '_'
 	if !numbered && !strings.Contains(lower, ".up.") && !strings.Contains(lower, ".down.") {
-		return
+		return ""
 	}
 	hint := "migration files are named NNNNNN_name.up.sql and NNNNNN_name.down.sql; rename it if it is one, or move it out of the directory"
 	for _, suffix := range []string{".up.sql", ".down.sql"} {
@@ -64,7 +72,7 @@ func (c *Catalog) strayFile(name string) {
 			hint = fmt.Sprintf("the suffix is lower case: rename it to %s if it is one", name[:len(name)-len(suffix)]+suffix)
 		}
 	}
-	c.warn("%s is not read as a migration: %s", name, hint)
+	return name + " is not read as a migration: " + hint
 }
 
 // emptyFile warns when a migration file holds no statement, only blanks and comments: it would
