@@ -25,7 +25,10 @@ test-unit: ## unit tests and fuzz seed corpora of the binary's packages
 	go test -count=1 ./...
 
 test-integration: build ## tests against a real Postgres (see tests/pgtest)
-	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) go test -count=1 ./pgtest/... ./integration/... ./authoring/... ./reliability/...
+	@rm -f bin/pgtest-backends.log
+	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) SCHEMAHOOK_TEST_BACKEND_LOG=$(CURDIR)/bin/pgtest-backends.log \
+	  go test -count=1 ./pgtest/... ./integration/... ./authoring/... ./reliability/...; \
+	  status=$$?; cat $(CURDIR)/bin/pgtest-backends.log 2>/dev/null; exit $$status
 
 test-chart: ## chart tests through the Helm SDK
 	cd tests && go test -count=1 ./chart/...

@@ -4,6 +4,7 @@
 -- fine for this small table; on a large one, validate in a later migration.
 ALTER TABLE projects ADD COLUMN slug text;
 
+-- schemahook:lint-ignore dml-after-ddl example schema: projects is small, so the backfill keeps the ADD COLUMN's lock for milliseconds; a large table needs the backfill in a no-transaction file of its own, in batches
 UPDATE projects
 SET slug = trim(both '-' from regexp_replace(lower(title), '[^a-z0-9]+', '-', 'g'))
 WHERE slug IS NULL;

@@ -183,11 +183,21 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	notes, warnings, err := a.translateMigrateURL(cmd)
+	if err != nil {
+		return err
+	}
 	log, err := newLogger(a.stderr, a.logFormat, a.logLevel)
 	if err != nil {
 		return err
 	}
 	a.log = log
+	for _, n := range notes {
+		log.Info(n)
+	}
+	for _, w := range append(warnings, unknownEnv(cmd.Root(), os.Environ())...) {
+		log.Warn(w)
+	}
 	return nil
 }
 
@@ -234,6 +244,7 @@ func (a *app) catalog() (*source.Catalog, error) {
 	}
 	cat, err := source.Open(source.Dir(a.migrationsDir), ".")
 	if err == nil && a.log != nil {
+		cat.OnWarning(func(w string) { a.log.Warn(w, "source", a.migrationsDir) })
 		head := cat.Head()
 		a.log.Info("migrations", "source", a.migrationsDir, "count", len(cat.Migrations()), "head", head.Version, "head_name", head.Name)
 	}

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +39,20 @@ var (
 //
 // A malformed string is ErrConfig, with a message that quotes nothing of it: a string that
 // does not parse may hold a password anywhere.
+//
+// golang-migrate's URLs (pgx5://, pgx://, x- parameters) are read as TranslateMigrateURL says;
+// an x- parameter that stands for a flag is an ErrConfig error naming the flag, since a
+// connection cannot carry it (the CLI translates the URL before it gets here).
 func Config(connString string) (*pgx.ConnConfig, error) {
+	t, err := TranslateMigrateURL(connString)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Flags) > 0 {
+		flag := slices.Sorted(maps.Keys(t.Flags))[0]
+		return nil, fmt.Errorf("%w: the golang-migrate URL parameter for --%s cannot be used here: remove it from the URL and pass --%s %s", ErrConfig, flag, flag, t.Flags[flag])
+	}
+	connString = t.ConnString
 	if err := ambiguousURL(connString); err != nil {
 		return nil, err
 	}
@@ -208,7 +223,7 @@ const mask = "xxxxx"
 // The patterns compile on first use: most runs redact nothing, and every run pays for what
 // package initialization does.
 var (
-	urlRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)postgres(?:ql)?://[^\s"'<>]*`) })
+	urlRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(?:postgres(?:ql)?|pgx5?)://[^\s"'<>]*`) })
 	// A quoted part of a message: "…", `…` or '…'.
 	quotedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("\"[^\"]*\"|`[^`]*`|'[^']*'") })
 	// [ssl]password=VALUE where VALUE is single-quoted (with \' escapes) or runs to whitespace.

@@ -125,6 +125,9 @@ func (l *Linter) Dir(fsys fs.FS, dir string) (*Report, error) {
 	byVersion := map[uint64]*pair{}
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			if msg := source.NotAMigration(e.Name()); msg != "" && !e.IsDir() {
+				rep.add(l.finding(e.Name(), 1, 1, RuleInvalidFile, msg))
+			}
 			continue
 		}
 		name := e.Name()
@@ -230,11 +233,14 @@ type fileState struct {
 	noTransaction bool
 	created       map[string]bool // tables created earlier in this file: no old release uses them yet
 	notValid      map[string]bool // constraints added NOT VALID earlier in this file, by table.name
+	// locked are existing tables whose DDL earlier in this file holds a lock until the file's
+	// transaction commits, with the statement that took it.
+	locked map[string]string
 }
 
 // file lints one file: its directives, its syntax, then every statement.
 func (l *Linter) file(rep *Report, name, sql string, up bool) {
-	st := &fileState{up: up, created: map[string]bool{}, notValid: map[string]bool{}}
+	st := &fileState{up: up, created: map[string]bool{}, notValid: map[string]bool{}, locked: map[string]string{}}
 	// Directives line by line, so that one malformed line is reported where it is and the rest
 	// still count.
 	for i, line := range strings.Split(sql, "\n") {
@@ -327,7 +333,24 @@ func (st *fileState) check(n *node) []problem {
 			add(RuleConcurrentlyInTransaction, "%s inside a transaction: PostgreSQL refuses it (SQLSTATE 25001), so this migration would fail at deploy time", what)
 		}
 	}
+	lock := func(rel, stmt string) {
+		if !st.noTransaction && !st.created[rel] && st.locked[rel] == "" {
+			st.locked[rel] = stmt
+		}
+	}
+	dml := func(verb string, d *dmlStmt) {
+		if ddl := st.locked[d.Relation.Relname]; ddl != "" {
+			add(RuleDMLAfterDDL, "%s %s after %s %s in the same transaction: that lock is held until the commit, so every query on %s waits for this statement to finish",
+				verb, d.Relation.Relname, ddl, d.Relation.Relname, d.Relation.Relname)
+		}
+	}
 	switch {
+	case n.InsertStmt != nil:
+		dml("INSERT INTO", n.InsertStmt)
+	case n.UpdateStmt != nil:
+		dml("UPDATE", n.UpdateStmt)
+	case n.DeleteStmt != nil:
+		dml("DELETE FROM", n.DeleteStmt)
 	case n.CreateStmt != nil:
 		st.created[n.CreateStmt.Relation.Relname] = true
 	case n.CreateTableAsStmt != nil:
@@ -337,6 +360,7 @@ func (st *fileState) check(n *node) []problem {
 		if ix.Concurrent {
 			concurrently("CREATE INDEX CONCURRENTLY")
 		} else if !st.created[ix.Relation.Relname] {
+			lock(ix.Relation.Relname, "CREATE INDEX on")
 			add(RuleIndexNotConcurrent, "CREATE INDEX %son existing table %s without CONCURRENTLY blocks writes to it until the index is built",
 				optName(ix.Idxname), ix.Relation.Relname)
 		}
@@ -378,6 +402,10 @@ func (st *fileState) check(n *node) []problem {
 			cmd := c.AlterTableCmd
 			if cmd == nil {
 				continue
+			}
+			// VALIDATE CONSTRAINT alone takes SHARE UPDATE EXCLUSIVE, which lets DML through.
+			if cmd.Subtype != "AT_ValidateConstraint" {
+				lock(rel, "ALTER TABLE")
 			}
 			switch cmd.Subtype {
 			case "AT_DropColumn":

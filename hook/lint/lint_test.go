@@ -54,6 +54,14 @@ func TestStatementRules(t *testing.T) {
 		{"transaction control without a transaction", "1_a.up.sql", "-- schemahook:no-transaction\nBEGIN;\nCOMMIT;", nil},
 		{"transaction control hidden in bodies", "1_a.up.sql",
 			"DO $$ BEGIN PERFORM 1; END $$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nCREATE TABLE t (\"begin\" int, \"end\" int);", nil},
+		{"backfill after alter", "1_a.up.sql", "ALTER TABLE t ADD COLUMN b int;\nUPDATE t SET b = a;", []string{"02:" + RuleDMLAfterDDL}},
+		{"insert and delete after index", "1_a.down.sql", "CREATE INDEX i ON t (a);\nINSERT INTO t VALUES (1);\nDELETE FROM public.t;",
+			[]string{"01:" + RuleIndexNotConcurrent, "02:" + RuleDMLAfterDDL, "03:" + RuleDMLAfterDDL}},
+		{"dml on another table", "1_a.up.sql", "ALTER TABLE t ADD COLUMN b int;\nUPDATE u SET b = 1;", nil},
+		{"dml before ddl", "1_a.up.sql", "UPDATE t SET a = 1;\nALTER TABLE t ADD COLUMN b int;", nil},
+		{"dml on a table created here", "1_a.up.sql", "CREATE TABLE t (a int);\nALTER TABLE t ADD COLUMN b int;\nINSERT INTO t VALUES (1, 2);", nil},
+		{"dml after validate", "1_a.up.sql", "ALTER TABLE t VALIDATE CONSTRAINT c;\nUPDATE t SET a = 1;", nil},
+		{"backfill without a transaction", "1_a.up.sql", "-- schemahook:no-transaction\nALTER TABLE t ADD COLUMN b int;\nUPDATE t SET b = a;", nil},
 		{"several commands", "1_a.up.sql", "ALTER TABLE t\n  DROP COLUMN a,\n  ALTER COLUMN b SET NOT NULL;", []string{"01:" + RuleDropColumn, "01:" + RuleSetNotNull}},
 	}
 	for _, c := range cases {
@@ -130,6 +138,7 @@ func TestDirFileProblems(t *testing.T) {
 		"000008_h.down.sql":      {Data: []byte("SELECT 1;")},
 		"000009_syntax.up.sql":   {Data: []byte("SELEC 1;")},
 		"000009_syntax.down.sql": {Data: []byte("SELECT 1;")},
+		"000010_i.up.SQL":        {Data: []byte("SELECT 1;")},
 	}
 	r, err := New(WithLabel("db")).Dir(fsys, ".")
 	if err != nil {
@@ -146,6 +155,7 @@ func TestDirFileProblems(t *testing.T) {
 		"db/000005_other.down.sql:" + RuleInvalidFile,
 		"db/000006_f.up.sql:" + RuleInvalidFile,
 		"db/000009_syntax.up.sql:" + RuleSyntaxError,
+		"db/000010_i.up.SQL:" + RuleInvalidFile,
 		"db/notes.sql:" + RuleInvalidFile,
 	}
 	if !slices.Equal(got, want) {

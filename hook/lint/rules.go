@@ -24,6 +24,7 @@ const (
 	RuleIndexNotConcurrent        = "create-index-not-concurrently"
 	RuleConstraintNotValid        = "constraint-not-valid"
 	RuleConcurrentlyInTransaction = "concurrently-in-transaction"
+	RuleDMLAfterDDL               = "dml-after-ddl"
 )
 
 // RuleInfo documents one rule.
@@ -81,6 +82,9 @@ var Rules = []RuleInfo{
 	{Name: RuleConcurrentlyInTransaction, Category: "locking", Silence: true,
 		Summary: "CONCURRENTLY cannot run inside a transaction, and schemahook runs every file in one unless it says otherwise",
 		Fix:     "move the statement into its own migration file marked -- schemahook:no-transaction"},
+	{Name: RuleDMLAfterDDL, Category: "locking", Silence: true,
+		Summary: "INSERT, UPDATE or DELETE on a table after ALTER TABLE or CREATE INDEX on it in the same transaction: the DDL's lock (ACCESS EXCLUSIVE for most ALTER TABLE forms) is held until the commit, so every query on the table waits for the whole backfill",
+		Fix:     "move the backfill into a migration file of its own marked -- schemahook:no-transaction (which also ends the run's shared transaction before it), and update in batches of a few thousand rows"},
 }
 
 // Lookup returns the rule named name, or nil.

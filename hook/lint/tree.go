@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-
-	pgparser "github.com/wasilibs/go-pgquery/parser"
 )
 
 // The parse tree is read from libpg_query's JSON output into the few node types the rules look
@@ -81,6 +79,14 @@ type node struct {
 	DefElem *struct {
 		Defname string `json:"defname"`
 	} `json:"DefElem"`
+	InsertStmt *dmlStmt `json:"InsertStmt"`
+	UpdateStmt *dmlStmt `json:"UpdateStmt"`
+	DeleteStmt *dmlStmt `json:"DeleteStmt"`
+}
+
+// dmlStmt is the part of INSERT, UPDATE and DELETE the rules read: the target table.
+type dmlStmt struct {
+	Relation rangeVar `json:"relation"`
 }
 
 type rangeVar struct {
@@ -139,9 +145,9 @@ func (n node) lastName() string {
 	return n.List.Items[len(n.List.Items)-1].String.Sval
 }
 
-// parse runs PostgreSQL's parser. A syntax error is a *pgparser.Error with the position.
+// parse runs PostgreSQL's parser. A syntax error is a *pgparser.Error (see parseToJSON) with the position.
 func parse(sql string) (*parseResult, error) {
-	out, err := pgparser.ParseToJSON(sql)
+	out, err := parseToJSON(sql)
 	if err != nil {
 		return nil, err
 	}

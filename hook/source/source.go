@@ -94,6 +94,10 @@ type Catalog struct {
 
 	downsOnce sync.Once
 	downsErr  error
+
+	warnMu    sync.Mutex // warnings come from Open and, for down files, from ReadDowns
+	warnings  []string
+	onWarning func(string)
 }
 
 // Load reads and validates every *.sql file in dir of fsys. Other files (embed.go, README) are
@@ -145,6 +149,7 @@ func (m *Migration) setDown(body string, problems []error) []error {
 	case dirs.Has(DirectiveIrreversible):
 		return append(problems, fmt.Errorf("%s: the irreversible directive belongs in the up file", m.downName))
 	}
+	m.catalog.emptyFile(m.downName, body)
 	m.down = &File{Name: m.downName, SQL: body, NoTransaction: dirs.Has(DirectiveNoTransaction)}
 	m.down.control = transactionControl(m.down)
 	return problems
@@ -195,6 +200,9 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 	var toRead []read
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			if !e.IsDir() {
+				c.strayFile(e.Name())
+			}
 			continue
 		}
 		name := e.Name()
@@ -248,6 +256,7 @@ func load(fsys fs.FS, dir string, downs bool) (*Catalog, error) {
 			problems = append(problems, fmt.Errorf("%s: %w", m.Up.Name, err))
 			continue
 		}
+		c.emptyFile(m.Up.Name, bodies[i])
 		m.Up.SQL, m.Up.NoTransaction = bodies[i], dirs.Has(DirectiveNoTransaction)
 		m.Irreversible = dirs.Has(DirectiveIrreversible)
 		m.Up.control = transactionControl(&m.Up)

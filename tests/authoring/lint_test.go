@@ -62,6 +62,7 @@ func TestLintFlagsEachRule(t *testing.T) {
 		"000003_locks.up.sql:2:1 constraint-not-valid",
 		"000003_locks.up.sql:4:1 constraint-not-valid",
 		"000003_locks.up.sql:5:1 concurrently-in-transaction",
+		"000003_locks.up.sql:13:1 dml-after-ddl",
 		"000004_no_down.up.sql:1:1 missing-down",
 		"000005_directives.up.sql:1:1 invalid-directive",
 		"000005_directives.up.sql:2:1 invalid-directive",
@@ -142,7 +143,7 @@ func TestLintRulesList(t *testing.T) {
 	}
 	for _, want := range []string{"drop-column", "drop-table", "rename-column", "rename-table", "change-column-type",
 		"add-required-column", "set-not-null", "create-index-not-concurrently", "constraint-not-valid",
-		"concurrently-in-transaction", "missing-down", "syntax-error", "transaction-control"} {
+		"concurrently-in-transaction", "dml-after-ddl", "missing-down", "syntax-error", "transaction-control"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("rule %s is not listed: %v", want, names)
 		}

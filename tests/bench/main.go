@@ -26,6 +26,7 @@ import (
 type config struct {
 	quick      bool
 	onlyP3     bool          // run P3 alone and print its figures; no report
+	onlyP8     bool          // run P8 alone and print its figures; no report
 	runs       int           // P1 runs per tool
 	repeats    int           // P2 repeats per tool
 	migrations int           // P2 size
@@ -50,6 +51,7 @@ func main() {
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "CI size: 10 s lock hold, 20 no-op runs, 2 repeats")
 	flag.BoolVar(&c.onlyP3, "p3", false, "run only P3 (lock queue) and print its figures; docs/benchmarks.md is left alone")
+	flag.BoolVar(&c.onlyP8, "p8", false, "run only P8 (lint speed) and print its figures; docs/benchmarks.md is left alone")
 	flag.IntVar(&c.runs, "runs", 25, "P1: no-op runs per tool (at least 20)")
 	flag.IntVar(&c.repeats, "repeats", 3, "P2: fresh-database runs per tool; the median counts")
 	flag.IntVar(&c.migrations, "migrations", 500, "P2: generated migrations")
@@ -104,6 +106,15 @@ func run(c config) (err error) {
 	if e.bin, err = build(ctx, e.root, e.benchDir, e.work, pgbin); err != nil {
 		return err
 	}
+	r := &results{cfg: c, bin: e.bin}
+	if c.onlyP8 {
+		logf("P8: lint, %d warm runs", p8Runs)
+		if r.p8, err = e.lintRuns(ctx); err != nil {
+			return err
+		}
+		fmt.Print(r.p8Table())
+		return nil
+	}
 	logf("starting PostgreSQL")
 	if e.pg, err = startServer(ctx, c.fsync); err != nil {
 		return err
@@ -113,7 +124,7 @@ func run(c config) (err error) {
 		return err
 	}
 
-	r := &results{cfg: c, bin: e.bin, pgVersion: e.pg.version}
+	r.pgVersion = e.pg.version
 	if c.onlyP3 {
 		logf("P3: lock queue, %s hold", c.hold)
 		if r.p3, err = e.lockQueue(ctx); err != nil {
@@ -140,6 +151,10 @@ func run(c config) (err error) {
 	}
 	logf("P3: lock queue, %s hold", c.hold)
 	if r.p3, err = e.lockQueue(ctx); err != nil {
+		return err
+	}
+	logf("P8: lint, %d warm runs", p8Runs)
+	if r.p8, err = e.lintRuns(ctx); err != nil {
 		return err
 	}
 	logf("P4: sizes")

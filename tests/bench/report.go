@@ -28,6 +28,7 @@ type results struct {
 	p1 map[string][]time.Duration
 	p2 map[string][]p2run
 	p3 map[string]p3result
+	p8 p8result
 
 	noopParts noopParts
 	sizes     sizes
@@ -102,6 +103,7 @@ func (r *results) goals() map[string]verdict {
 	}
 	rss := r.p2Peak(toolSchemahook)
 	g["P5"] = verdict{met: rss > 0 && rss <= goalP5RSSBytes, note: "(" + mb(rss) + ")"}
+	g["P8"] = r.p8Goal()
 	return g
 }
 
@@ -189,6 +191,7 @@ func (r *results) table() string {
 		fmt.Sprintf("image ≤ %s", mb(goalP4ImageBytes)), g["P4"].String())
 	row("P5", "peak RSS during P2 (max of the runs)", mb(r.p2Peak(toolSchemahook)), mb(r.p2Peak(toolMigrate)),
 		mb(r.p2Peak(toolGoose)), mb(r.p2Peak(toolPsql)), fmt.Sprintf("≤ %s", mb(goalP5RSSBytes)), g["P5"].String())
+	b.WriteString(r.p8Rows())
 	return b.String()
 }
 
@@ -284,7 +287,10 @@ func (r *results) markdown(table string) string {
 	w("  returning to the migration's process exit, an upper bound of the time to its commit.\n")
 	w("  golang-migrate's ALTER waits for the lock and every reader queues behind it for the whole hold.\n")
 	w("- **P4**, the OCI archive from %s and the stripped static binary. **P5**, the peak resident set size of\n", "`"+strings.TrimPrefix(r.sizes.imageHow, "n/a: ")+"`")
-	w("  the `update` process in P2, from the kernel's rusage (what `/usr/bin/time -v` reports).\n\n")
+	w("  the `update` process in P2, from the kernel's rusage (what `/usr/bin/time -v` reports).\n")
+	w("- **P8**, `schemahook lint` of the example schema's migrations, the way a pre-commit hook runs it: one\n")
+	w("  first run compiles the WebAssembly SQL parser into the cache directory (`SCHEMAHOOK_CACHE_DIR`, by\n")
+	w("  default under the user's cache dir), then %d warm runs load it from there.\n\n", p8Runs)
 
 	r.noopCost(&b)
 	r.whereTimeGoes(&b)
@@ -293,6 +299,7 @@ func (r *results) markdown(table string) string {
 	w("```sh\nmake bench                      # full run, rewrites this file\n")
 	w("cd tests/bench && go run . -quick  # CI size: 10 s lock hold, 20 no-op runs, 2 repeats\n")
 	w("cd tests/bench && go run . -p3     # P3 alone, printed; this file is left alone\n")
+	w("cd tests/bench && go run . -p8     # P8 alone, printed; this file is left alone\n")
 	w("cd tests/bench && go run . -h      # -runs, -repeats, -migrations, -hold, -fsync, -out\n```\n\n")
 	w("Needs Go and the PostgreSQL server binaries (Debian: `apt-get install postgresql`; `PGBIN` picks a\n")
 	w("version). Run as root, the server runs as the `postgres` user. Nothing listens beyond 127.0.0.1.\n")

@@ -7,8 +7,14 @@
 //     in a temp dir for this test process — as the postgres user when running as root, since
 //     PostgreSQL refuses to run as root.
 //
-// When none is available a test is skipped with a message saying what it needs — except when
-// CI is set, where it fails: CI must never pass without a database.
+// When none is available a test that needs one fails, saying what it needs: a suite must never
+// pass without its database. SCHEMAHOOK_TEST_SKIP_DB=1 is the explicit opt-out (a machine
+// without PostgreSQL, a quick run of the other tests): those tests are then skipped.
+//
+// Each test binary that uses pgtest's TestMain (Main, Run) writes one line saying which server
+// it used, to stderr (shown by go test -v, or when the package fails) and, when
+// SCHEMAHOOK_TEST_BACKEND_LOG names a file, appended to it (the Makefile prints that file).
+// Everything a local server wrote is removed when the binary ends.
 package pgtest
 
 import (
@@ -41,8 +47,25 @@ type Server struct {
 	AdminURL string // superuser (or CREATEDB) URL, database "postgres"
 	Source   string // which provider supplied it, for messages
 
-	local *Local // set when the server runs from local binaries (it can be stopped/restarted)
-	stop  func() error
+	local   *Local // set when the server runs from local binaries (it can be stopped/restarted)
+	stop    func() error
+	version string // server_version, for the backend line
+}
+
+// SkipEnv is the opt-out: set to 1, tests that need PostgreSQL are skipped when none can be had.
+const SkipEnv = "SCHEMAHOOK_TEST_SKIP_DB"
+
+// BackendLogEnv names a file to which each test binary appends its backend line.
+const BackendLogEnv = "SCHEMAHOOK_TEST_BACKEND_LOG"
+
+// Unavailable fails t with msg, or skips it when SCHEMAHOOK_TEST_SKIP_DB=1: for tests that need
+// PostgreSQL (or its server binaries) and cannot have it.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv(SkipEnv) == "1" {
+		t.Skip(msg + " (skipped: " + SkipEnv + "=1)")
+	}
+	t.Fatal(msg + " — or set " + SkipEnv + "=1 to skip the tests that need it")
 }
 
 var (
@@ -61,28 +84,50 @@ func Shared() (*Server, error) {
 // from TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
 func Main(m *testing.M) { os.Exit(Run(m)) }
 
-// Run runs the tests, stops a server this process started, and returns the exit code — for a
-// TestMain that has its own cleanup to do before exiting.
+// Run runs the tests, stops a server this process started and removes its files, says which
+// server the tests used, and returns the exit code — for a TestMain that has its own cleanup to
+// do before exiting.
 func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil && shared.stop != nil {
 		if err := shared.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping the server: %v\n", err)
+			if code == 0 {
+				code = 1 // a server left running, or its files left behind, is a failure too
+			}
 		}
 	}
+	reportBackend()
 	return code
 }
 
-// Need skips the test (or fails it under CI) when no server can be had, and returns the server.
+// reportBackend writes the binary's backend line.
+func reportBackend() {
+	line := "pgtest: " + strings.TrimSuffix(filepath.Base(os.Args[0]), ".test") + ": "
+	switch {
+	case shared != nil:
+		line += fmt.Sprintf("PostgreSQL %s from %s", shared.version, shared.Source)
+	case sharedErr != nil:
+		line += "no PostgreSQL: " + strings.ReplaceAll(sharedErr.Error(), "\n", " ")
+	default:
+		line += "no test needed PostgreSQL"
+	}
+	fmt.Fprintln(os.Stderr, line)
+	if f := os.Getenv(BackendLogEnv); f != "" {
+		if w, err := os.OpenFile(f, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			_, _ = fmt.Fprintln(w, line)
+			_ = w.Close()
+		}
+	}
+}
+
+// Need fails the test when no server can be had (skips it with SCHEMAHOOK_TEST_SKIP_DB=1), and
+// returns the server.
 func Need(t testing.TB) *Server {
 	t.Helper()
 	s, err := Shared()
 	if err != nil {
-		msg := fmt.Sprintf("needs PostgreSQL: set SCHEMAHOOK_TEST_DATABASE_URL, run a Docker engine, or install PostgreSQL server binaries (apt-get install postgresql): %v", err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		Unavailable(t, fmt.Sprintf("needs PostgreSQL: set SCHEMAHOOK_TEST_DATABASE_URL, run a Docker engine, or install PostgreSQL server binaries (apt-get install postgresql): %v", err))
 	}
 	return s
 }
@@ -163,14 +208,34 @@ func withDatabase(admin, name string) string {
 }
 
 func start() (*Server, error) {
+	s, err := provide()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.AdminURL)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("%s does not answer: %w", s.Source, err), s.stopIfStarted())
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(ctx, "SHOW server_version").Scan(&s.version); err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: %w", s.Source, err), s.stopIfStarted())
+	}
+	return s, nil
+}
+
+func (s *Server) stopIfStarted() error {
+	if s.stop == nil {
+		return nil
+	}
+	return s.stop()
+}
+
+// provide finds or starts a server, in the order the package comment gives.
+func provide() (*Server, error) {
 	if u := os.Getenv("SCHEMAHOOK_TEST_DATABASE_URL"); u != "" {
-		s := &Server{AdminURL: u, Source: "SCHEMAHOOK_TEST_DATABASE_URL"}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := s.exec(ctx, "SELECT 1"); err != nil {
-			return nil, fmt.Errorf("SCHEMAHOOK_TEST_DATABASE_URL does not answer: %w", err)
-		}
-		return s, nil
+		return &Server{AdminURL: u, Source: "SCHEMAHOOK_TEST_DATABASE_URL"}, nil
 	}
 	var errs []error
 	if s, err := startContainer(); err == nil {
@@ -182,7 +247,8 @@ func start() (*Server, error) {
 	if err != nil {
 		return nil, errors.Join(append(errs, fmt.Errorf("local binaries: %w", err))...)
 	}
-	return &Server{AdminURL: l.AdminURL(), Source: "local server in " + l.Dir, local: l, stop: l.Stop}, nil
+	// Destroy, not Stop: the data directory (about 50 MB) goes with the server.
+	return &Server{AdminURL: l.AdminURL(), Source: "local server binaries in " + l.bin, local: l, stop: l.Destroy}, nil
 }
 
 func startContainer() (s *Server, err error) {
@@ -221,8 +287,9 @@ type Local struct {
 	bin      string
 }
 
-// StartLocal initializes and starts a new local server.
-func StartLocal() (*Local, error) {
+// StartLocal initializes and starts a new local server. The caller removes it with Destroy;
+// when StartLocal fails, nothing of it is left.
+func StartLocal() (l *Local, err error) {
 	bin, err := serverBin()
 	if err != nil {
 		return nil, err
@@ -231,12 +298,21 @@ func StartLocal() (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			if l != nil && l.Port != 0 {
+				_ = l.Stop()
+			}
+			err = errors.Join(err, os.RemoveAll(dir))
+			l = nil
+		}
+	}()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])
-	l := &Local{Dir: dir, Password: hex.EncodeToString(pw[:]), bin: bin}
+	l = &Local{Dir: dir, Password: hex.EncodeToString(pw[:]), bin: bin}
 	if err := os.WriteFile(filepath.Join(dir, "pwfile"), []byte(l.Password+"\n"), 0o600); err != nil {
 		return nil, err
 	}
@@ -279,9 +355,12 @@ func (l *Local) Stop() error {
 	return nil
 }
 
-// Destroy stops the server and removes its directory.
+// Destroy stops the server unless a test already did, and removes its directory.
 func (l *Local) Destroy() error {
-	err := l.Stop()
+	var err error
+	if _, statErr := os.Stat(filepath.Join(l.data(), "postmaster.pid")); statErr == nil {
+		err = l.Stop()
+	}
 	return errors.Join(err, os.RemoveAll(l.Dir))
 }
 

@@ -2,7 +2,7 @@ package pgtest
 
 import (
 	"context"
-	"os"
+	"fmt"
 	"testing"
 	"time"
 
@@ -14,10 +14,7 @@ import (
 // refuses a wrong password, and survives a stop/start with its data.
 func TestLocalServer(t *testing.T) {
 	if _, err := serverBin(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI needs PostgreSQL server binaries: %v", err)
-		}
-		t.Skipf("needs PostgreSQL server binaries (apt-get install postgresql): %v", err)
+		Unavailable(t, fmt.Sprintf("needs PostgreSQL server binaries (apt-get install postgresql): %v", err))
 	}
 	l, err := StartLocal()
 	if err != nil {

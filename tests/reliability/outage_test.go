@@ -3,7 +3,6 @@ package reliability
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,11 +19,7 @@ func privateServer(t *testing.T) (*pgtest.Local, string) {
 	t.Helper()
 	l, err := pgtest.StartLocal()
 	if err != nil {
-		msg := fmt.Sprintf("needs PostgreSQL server binaries (apt-get install postgresql, or PGBIN) to stop and restart a private server: %v", err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		pgtest.Unavailable(t, fmt.Sprintf("needs PostgreSQL server binaries (apt-get install postgresql, or PGBIN) to stop and restart a private server: %v", err))
 	}
 	t.Cleanup(func() {
 		if err := l.Destroy(); err != nil {

@@ -10,3 +10,4 @@ CREATE INDEX tags_label_idx ON tags (label);
 -- Small table, checked in every environment:
 -- schemahook:lint-ignore create-index-not-concurrently accounts has under 100 rows in every environment
 CREATE INDEX accounts_name_idx ON accounts (full_name);
+UPDATE accounts SET full_name = name;
