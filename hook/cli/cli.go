@@ -151,6 +151,7 @@ previous version, clean), 4 drift, 5 database newer than this release, 6 dirty, 
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
 		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand(),
 		a.installBinaryCommand())
+	root.AddCommand(a.exporterCommand())
 	return root
 }
 
