@@ -27,7 +27,8 @@ test-unit: ## unit tests and fuzz seed corpora of the binary's packages
 test-integration: build ## tests against a real Postgres (see tests/pgtest)
 	cd tests && SCHEMAHOOK_BIN=$(CURDIR)/$(BIN) go test -count=1 ./pgtest/... ./integration/... ./authoring/... ./reliability/...
 
-test-chart: ## chart tests through the Helm SDK
+test-chart: ## chart tests through the Helm SDK; the PrometheusRule through promtool (built once from tests/promtool)
+	cd tests/promtool && go tool promtool --version >/dev/null
 	cd tests && go test -count=1 ./chart/...
 
 lint: ## gofmt, go vet, staticcheck
