@@ -2,12 +2,15 @@ package integration
 
 import (
 	"context"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/schemahook/schemahook/hook/exporter"
 	"github.com/schemahook/schemahook/hook/pgdriver"
 	"github.com/schemahook/schemahook/hook/runner"
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
@@ -242,5 +246,57 @@ func TestExporterDatabaseDown(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Errorf("want schemahook_up and schemahook_build_info, got %v", got)
+	}
+}
+
+// `schemahook exporter` serves /healthz and /metrics from the environment's connection
+// settings and migrations, and stops cleanly (exit 0) on SIGTERM.
+func TestExporterCommand(t *testing.T) {
+	db := pgtest.New(t)
+	if r := cli(t, db.URL, nil, "update"); r.Code != 0 {
+		t.Fatalf("update: exit %d", r.Code)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(clitest.Binary(), "exporter", "--listen", addr)
+	cmd.Env = append(clitest.Env(), "SCHEMAHOOK_DATABASE_URL="+db.URL)
+	var stderr clitest.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var body string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exporter did not answer on %s: %v\n%s", addr, err, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"schemahook_up 1", "schemahook_schema_version 5", "schemahook_schema_head_version 5", "# TYPE schemahook_migrations_pending gauge"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", resp, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exporter after SIGTERM: %v\n%s", err, stderr.String())
 	}
 }
