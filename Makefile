@@ -30,7 +30,8 @@ test-integration: build ## tests against a real Postgres (see tests/pgtest)
 	  go test -count=1 ./pgtest/... ./integration/... ./authoring/... ./reliability/...; \
 	  status=$$?; cat $(CURDIR)/bin/pgtest-backends.log 2>/dev/null; exit $$status
 
-test-chart: ## chart tests through the Helm SDK
+test-chart: ## chart tests through the Helm SDK; the PrometheusRule through promtool (built once from tests/promtool)
+	cd tests/promtool && GOFLAGS=-tags=remove_all_sd go tool promtool --version >/dev/null
 	cd tests && go test -count=1 ./chart/...
 
 lint: ## gofmt, go vet, staticcheck

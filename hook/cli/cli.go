@@ -153,7 +153,7 @@ findings.`,
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
 		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand(),
-		a.installBinaryCommand(), a.downCommand(), a.gotoCommand(), a.redoCommand())
+		a.installBinaryCommand(), a.downCommand(), a.gotoCommand(), a.redoCommand(), a.exporterCommand())
 	decorate(root)
 	return root
 }

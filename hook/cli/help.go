@@ -33,7 +33,7 @@ var commandGroups = map[string]string{
 	"create": groupDev, "status": groupDev, "plan": groupDev, "update": groupDev,
 	"down": groupDev, "goto": groupDev, "redo": groupDev, "diagram": groupDev,
 	"lint": groupChecks, "verify": groupChecks,
-	"check": groupKube, "guard": groupKube, "serve": groupKube, "install-binary": groupKube,
+	"check": groupKube, "guard": groupKube, "serve": groupKube, "install-binary": groupKube, "exporter": groupKube,
 	"force": groupRecovery,
 }
 

@@ -46,6 +46,8 @@ func podValueSets(t *testing.T, c chartCase) map[string]map[string]any {
 			p+"database.sslRootCert.secret=db-ca", p+"extraVolumes[0].name=scratch", p+"extraVolumes[0].emptyDir.sizeLimit=1Mi",
 			p+"extraVolumeMounts[0].name=scratch", p+"extraVolumeMounts[0].mountPath=/scratch")...),
 	}
+	sets["metrics"] = vals(t, p+"database.host=pg.example", p+"metrics.enabled=true", p+"gate.existingSecret=pg-reader")
+	sets["metrics+app image"] = vals(t, appImageSets(c, p+"database.host=pg.example", p+"metrics.enabled=true", p+"gate.existingSecret=pg-reader")...)
 	for _, vf := range c.ciValues {
 		sets[filepath.Base(vf)] = valuesFile(t, vf)
 	}

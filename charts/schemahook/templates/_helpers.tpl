@@ -276,3 +276,14 @@ user (gate.database.user), PGPASSWORD as passwordEnv decides, then extraEnv.
 {{- $env = concat $env .Values.extraEnv }}
 {{- toYaml $env }}
 {{- end }}
+
+{{/* The name of the exporter's Deployment, Service, ServiceMonitor and PrometheusRule. */}}
+{{- define "schemahook.metrics.name" -}}
+{{- include "schemahook.componentName" (dict "ctx" . "suffix" "metrics") }}
+{{- end }}
+
+{{/* The exporter's selector: the chart's selector labels and its component, a constant. */}}
+{{- define "schemahook.metrics.selectorLabels" -}}
+{{ include "schemahook.selectorLabels" . }}
+app.kubernetes.io/component: metrics
+{{- end }}
