@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -409,9 +410,14 @@ func (p *pair) historyIs(want ...int) {
 }
 
 // noDirtyAdvice fails when output calls the database dirty or advises force.
+var binaryVersion = regexp.MustCompile(`\(schemahook [^)]*\)`)
+
 func noDirtyAdvice(t *testing.T, what string, r result) {
 	t.Helper()
-	if out := strings.ToLower(r.Stdout + r.Stderr); strings.Contains(out, "dirty") || strings.Contains(out, "force") {
+	// The history's applied_by names the binary's version, which a build from a work tree with
+	// uncommitted changes ends in "-dirty": that is not what the check is about.
+	out := binaryVersion.ReplaceAllString(strings.ToLower(r.Stdout+r.Stderr), "")
+	if strings.Contains(out, "dirty") || strings.Contains(out, "force") {
 		t.Errorf("%s calls a migration in progress dirty or advises force:\n%s%s", what, r.Stdout, r.Stderr)
 	}
 }
