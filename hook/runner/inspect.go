@@ -181,6 +181,11 @@ func (r *Runner) Check(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
+	return r.checkOn(s)
+}
+
+// checkOn is Check on an open session.
+func (r *Runner) checkOn(s *session) error {
 	st, holder, err := r.readSettled(s, pgdriver.Checksums, false)
 	if err != nil {
 		return err
@@ -235,9 +240,11 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 	var (
 		logged string
 		reason error // the last answer that was about the schema or the server, not our own deadline
+		l      listener
 	)
+	defer l.close()
 	for attempt := 0; ; attempt++ {
-		err := r.Check(deadline)
+		err := l.check(r, deadline)
 		if errors.Is(err, ErrDrift) {
 			return err // at head: waiting would not change the files
 		}
@@ -260,7 +267,10 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 			r.o.log.Info("waiting for the schema", "reason", msg, "wait", wait.String())
 			logged = msg
 		}
-		if pollPolicy.Sleep(deadline, attempt) != nil || deadline.Err() != nil {
+		if l.start(r, deadline, err) {
+			continue // listening now: check again at once, so that no commit since the check is missed
+		}
+		if l.wait(r, deadline, pollPolicy.Delay(attempt)) != nil || deadline.Err() != nil {
 			if ctx.Err() != nil {
 				return errors.Join(reason, ctx.Err())
 			}
