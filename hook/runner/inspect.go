@@ -147,6 +147,10 @@ func (r *Runner) readSettled(s *session, detail pgdriver.Detail, wait bool) (pgd
 // "dirty" nor "force": the dirty mark is the running step's, and forcing it would corrupt the
 // state under the migration.
 func inProgress(h *pgdriver.Holder, st pgdriver.State) string {
+	if !st.Dirty {
+		// A schemahook step marked in the holder's application_name (see Runner.Status).
+		return fmt.Sprintf("a migration is in progress (%s): the database stays at version %d until its step commits — wait for it to finish", h, st.Version)
+	}
 	return fmt.Sprintf("a migration is in progress (%s): version %d is marked as being migrated until its step ends — wait for it to finish", h, st.Version)
 }
 
