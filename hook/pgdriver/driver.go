@@ -146,21 +146,21 @@ const (
 
 // step is one migration golang-migrate is running.
 type step struct {
-	from, to  int
-	mig       *source.Migration
-	file      *source.File // what runs
-	down      *source.File // the migration's down file, recorded in the history by an up step
-	up        bool
-	inTx      bool   // Run left a transaction open for SetVersion(clean) to commit
-	deferred  bool   // Run only checked the file: SetVersion(clean) sends it with the rows
-	group     *group // the initial-install group the step commits with, if any
-	retries   int
-	blocked   *contention // what kept its last blocked attempt waiting, if seen
-	lockCode  string      // the SQLSTATE of its last lock timeout or deadlock
-	started   time.Time
-	waited    time.Duration // in a group: attempts of the group that failed in this step, and their backoff
-	took      time.Duration // in a group: the step's time as recorded in its history row
-	announced bool          // its start is logged (announce)
+	from, to int
+	mig      *source.Migration
+	file     *source.File // what runs
+	down     *source.File // the migration's down file, recorded in the history by an up step
+	up       bool
+	inTx     bool   // Run left a transaction open for SetVersion(clean) to commit
+	deferred bool   // Run only checked the file: SetVersion(clean) sends it with the rows
+	group    *group // the initial-install group the step commits with, if any
+	retries  int
+	blocked  *contention // what kept its last blocked attempt waiting, if seen
+	lockCode string      // the SQLSTATE of its last lock timeout or deadlock
+	started  time.Time
+	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
+	took     time.Duration // in a group: the step's time as recorded in its history row
+	logged   bool          // its start is logged (announce)
 }
 
 // New returns a driver on conn for the migrations of catalog. It sends nothing: State reads

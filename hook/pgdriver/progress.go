@@ -23,17 +23,17 @@ const DefaultHeartbeat = 10 * time.Second
 
 // announce logs that p's SQL is being sent, once per step.
 func (d *Driver) announce(p *step) {
-	if p.announced {
+	if p.logged {
 		return
 	}
-	p.announced = true
+	p.logged = true
 	d.log.Info(map[bool]string{true: "applying migration", false: "reverting migration"}[p.up], d.stepAttrs(p)...)
 }
 
 // announceGroup logs that an initial install's group is being sent: one query, one transaction.
 func (d *Driver) announceGroup(g *group) {
 	for _, p := range g.steps {
-		p.announced = true
+		p.logged = true
 	}
 	d.log.Info("applying migrations in one transaction", append(d.groupAttrs(g), "count", len(g.steps))...)
 }
