@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/schemahook/schemahook => ../
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/golang-migrate/migrate/v4 v4.20.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_model v0.6.3

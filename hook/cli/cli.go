@@ -149,7 +149,7 @@ findings.`,
 	pf.StringVar(&a.migrationsDir, "migrations", "", "directory of NNNNNN_name.up.sql/.down.sql files (required by every command that reads migrations: the binary carries none)")
 	pf.StringVar(&a.migrationsTable, "migrations-table", "schema_migrations", "golang-migrate compatible version table")
 	pf.StringVar(&a.historyTable, "history-table", "schemahook_history", "table recording each applied migration")
-	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (JSON unless stderr is a terminal), text or json")
+	pf.StringVar(&a.logFormat, "log-format", "auto", "log format: auto (text on a terminal, else JSON lines), text or json; NO_COLOR turns colour off")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(a.updateCommand(), a.guardCommand(), a.checkCommand(), a.statusCommand(), a.planCommand(),
 		a.createCommand(), a.forceCommand(), a.serveCommand(), a.versionCommand(), a.verifyCommand(), a.lintCommand(), a.diagramCommand(),
@@ -209,14 +209,12 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {
 	case "auto":
-		if f, ok := w.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				return slog.New(slog.NewTextHandler(w, opts)), nil
-			}
+		if isTerminal(w) {
+			return slog.New(newHumanHandler(w, wantColor(w), lvl)), nil
 		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(newHumanHandler(w, wantColor(w), lvl)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}

@@ -157,6 +157,9 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig, wait time.Duration, log *
 		}
 		conn, err := pgx.ConnectConfig(ctx, c)
 		if err == nil {
+			if attempt > 0 {
+				log.Info("connected to the database", "target", Describe(cfg), "after", time.Since(start).Round(100*time.Millisecond).String(), "attempts", attempt+1)
+			}
 			return conn, nil
 		}
 		if ctx.Err() != nil {

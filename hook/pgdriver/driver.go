@@ -88,6 +88,7 @@ type Options struct {
 	StatementTimeout time.Duration // SET LOCAL statement_timeout; 0 = server default
 	LockWait         time.Duration // how long to poll for the migration lock; default 1m
 	AppliedBy        string        // recorded in the history table
+	Heartbeat        time.Duration // how often a long-running statement is reported; default 10s
 }
 
 func (o Options) withDefaults() Options {
@@ -102,6 +103,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LockWait == 0 {
 		o.LockWait = time.Minute
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
 	}
 	return o
 }
@@ -156,6 +160,7 @@ type step struct {
 	started  time.Time
 	waited   time.Duration // in a group: attempts of the group that failed in this step, and their backoff
 	took     time.Duration // in a group: the step's time as recorded in its history row
+	logged   bool          // its start is logged (announce)
 }
 
 // New returns a driver on conn for the migrations of catalog. It sends nothing: State reads
@@ -313,16 +318,21 @@ func (d *Driver) Lock() error {
 // Holder is a session holding the migration lock (either of its keys), for messages.
 type Holder struct {
 	PID         int
-	Application string     // application_name; empty when the client set none
+	Application string     // application_name (without a running step's mark); empty when the client set none
 	Client      string     // client address, or "local socket"; empty when not visible to this role
 	State       string     // pg_stat_activity.state; empty when not visible to this role
 	Since       *time.Time // when its connection started; nil when not visible to this role
 	Key         string     // which of golang-migrate's keys it holds, and so what it likely is
+	Role        string     // the role it connected as (visible to every role)
+	Step        *Step      // the migration it is running, from its application_name; nil between steps or for other tools
 }
 
 func (h *Holder) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pid %d", h.PID)
+	if h.Role != "" {
+		fmt.Fprintf(&b, ", role %q", h.Role)
+	}
 	if h.Application != "" {
 		fmt.Fprintf(&b, ", application %q", h.Application)
 	} else {
@@ -338,6 +348,9 @@ func (h *Holder) String() string {
 		fmt.Fprintf(&b, ", connected since %s (%s ago)", h.Since.UTC().Format("2006-01-02 15:04:05 UTC"), time.Since(*h.Since).Round(time.Second))
 	}
 	fmt.Fprintf(&b, ", holding %s", h.Key)
+	if h.Step != nil {
+		b.WriteString(", " + h.Step.String())
+	}
 	return b.String()
 }
 
@@ -350,26 +363,29 @@ func (d *Driver) LockHolder() (*Holder, error) {
 		return nil, err
 	}
 	const q = `SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), CASE WHEN a.backend_start IS NOT NULL THEN 'local socket' ELSE '' END),
-		coalesce(a.state, ''), a.backend_start, bool_or(k.i = 0), bool_or(k.i = 1)
+		coalesce(a.state, ''), a.backend_start, bool_or(k.i = 0), bool_or(k.i = 1), coalesce(a.usename::text, '')
 	FROM pg_locks l
 	JOIN (VALUES (0, $1::bigint), (1, $2::bigint)) AS k (i, key)
 	  ON l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid AND l.objsubid = 1
 	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 	WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
 	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	GROUP BY 1, 2, 3, 4, 5
+	GROUP BY 1, 2, 3, 4, 5, 8
 	ORDER BY count(*) DESC, a.backend_start NULLS LAST
 	LIMIT 1`
 	var (
 		h                Holder
 		library, fromURL bool
 	)
-	err := d.conn.QueryRow(d.ctx, q, d.lockKeys[0], d.lockKeys[1]).Scan(&h.PID, &h.Application, &h.Client, &h.State, &h.Since, &library, &fromURL)
+	err := d.conn.QueryRow(d.ctx, q, d.lockKeys[0], d.lockKeys[1]).Scan(&h.PID, &h.Application, &h.Client, &h.State, &h.Since, &library, &fromURL, &h.Role)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading who holds the migration lock: %w", err)
+	}
+	if name, st, ok := parseStepMark(h.Application); ok {
+		h.Application, h.Step = name, &st
 	}
 	switch {
 	case library && fromURL:
@@ -547,10 +563,12 @@ func (d *Driver) Run(r io.Reader) error {
 // syntax error in the file runs nothing, as before; positions and statement counts are taken
 // relative to the file by starting the query at offset -len(prelude).
 func (d *Driver) runTransaction(p *step) error {
-	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
+	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout) + d.stepMarkSQL(p, true) + "; "
 	nPrelude := strings.Count(prelude, ";")
 	query, off := prelude+p.file.SQL, -len(prelude)
+	d.announce(p)
 	retry := d.newLockRetry()
+	retry.what = d.stepAttrs(p)
 	defer retry.close()
 	for {
 		p.inTx = true
@@ -615,7 +633,9 @@ func (d *Driver) runStatements(p *step) error {
 	if err := d.writeVersion(p.to, true); err != nil {
 		return err
 	}
+	d.announce(p)
 	retry := d.newLockRetry()
+	retry.what = d.stepAttrs(p)
 	defer retry.close()
 	current := time.Duration(-1)
 	// fail reports err, raised by sql at offset off of the file; ran says whether a statement
@@ -637,7 +657,11 @@ func (d *Driver) runStatements(p *step) error {
 			want = -1
 		}
 		if want != current {
-			if _, err := d.conn.Exec(d.ctx, d.timeouts("SET ", want)); err != nil {
+			set := d.timeouts("SET ", want)
+			if i == 0 {
+				set += d.stepMarkSQL(p, false)
+			}
+			if _, err := d.conn.Exec(d.ctx, set); err != nil {
 				return fail(st.SQL, st.Offset, fmt.Errorf("setting timeouts before the statement: %w", err), i > 0)
 			}
 			current = want
@@ -655,7 +679,7 @@ func (d *Driver) runStatements(p *step) error {
 		}
 		i++
 	}
-	if _, err := d.conn.Exec(d.ctx, "RESET lock_timeout; RESET statement_timeout"); err != nil {
+	if _, err := d.conn.Exec(d.ctx, "RESET lock_timeout; RESET statement_timeout; RESET application_name"); err != nil {
 		e := d.failure(p, "", len(p.file.SQL), 0, fmt.Errorf("resetting timeouts: %w", err), true)
 		e.note = "every statement of the file ran, but its version was not recorded"
 		return e

@@ -6,6 +6,7 @@ package pgdriver
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ func queryText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(
 // the other path) from an error in recording a step (its rows, or the COMMIT: a deferred
 // constraint).
 func (d *Driver) runDeferred(g *group) (done bool, err error) {
-	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout)
+	prelude := "BEGIN; " + d.timeouts("SET LOCAL ", d.opts.LockTimeout) + d.stepMarkSQL(g.steps[0], true) + "; "
 	if g.many() {
 		prelude += "SELECT " + markSQL + "; " // where the first step's time starts (records)
 	}
@@ -125,7 +126,13 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 			size += len(p.down.SQL) + len(p.down.SQL)/8 // room for doubled quotes
 		}
 	}
+	if g.many() {
+		d.announceGroup(g)
+	} else {
+		d.announce(g.steps[0])
+	}
 	retry := d.newLockRetry()
+	retry.what = d.groupAttrs(g)
 	defer retry.close()
 	for {
 		start := time.Now()
@@ -149,6 +156,9 @@ func (d *Driver) runDeferred(g *group) (done bool, err error) {
 			for _, s := range d.records(p, v, earlier, g.many()) {
 				b.WriteString(s.sql)
 				b.WriteString(";\n")
+			}
+			if i := slices.Index(g.steps, p); i+1 < len(g.steps) {
+				b.WriteString(d.stepMarkSQL(g.steps[i+1], true) + ";\n")
 			}
 			bounds = append(bounds, b.Len())
 		}

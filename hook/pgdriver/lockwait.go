@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -82,7 +83,9 @@ type lockRetry struct {
 	policy backoff.Policy
 	failed int // attempts that timed out waiting for a lock
 
-	side    *pgx.Conn   // the watcher's connection, opened at the first lock timeout
+	what    []any       // names the step or group in heartbeats
+	mu      sync.Mutex  // the watcher's connection, used by the heartbeat as well
+	side    *pgx.Conn   // the watcher's connection, opened at the first lock timeout or heartbeat
 	sideErr error       // why there is none
 	seen    *contention // during the last attempt
 	last    *contention // the last one seen at all
@@ -119,7 +122,17 @@ func (d *Driver) retryPolicy() backoff.Policy {
 // what it waits on.
 func (r *lockRetry) watched(attempt func()) {
 	r.seen = nil
-	if r.side == nil {
+	watching := r.side != nil
+	beat, beating := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beating)
+		r.heartbeat(time.Now(), beat)
+	}()
+	defer func() {
+		close(beat)
+		<-beating
+	}()
+	if !watching {
 		attempt()
 		return
 	}
@@ -309,6 +322,8 @@ func (r *lockRetry) blocked() (*contention, error) {
 			IS NOT DISTINCT FROM (w.locktype, w.database, w.relation, w.page, w.tuple, w.virtualxid, w.transactionid, w.classid, w.objid, w.objsubid)
 	LEFT JOIN pg_stat_activity a ON a.pid = b.pid
 	ORDER BY b.granted DESC, a.xact_start NULLS LAST, b.pid`
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	ctx, cancel := r.query()
 	defer cancel()
 	rows, err := r.side.Query(ctx, q, r.d.conn.PgConn().PID())

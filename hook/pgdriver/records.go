@@ -72,13 +72,25 @@ func (d *Driver) queueVersion(b *pgx.Batch, version int, dirty bool) {
 // versionRows returns golang-migrate's representation: one row, or none for NilVersion. DELETE
 // rather than golang-migrate's TRUNCATE: readers (the app's schema gate) keep reading the old
 // row under MVCC instead of queueing behind an ACCESS EXCLUSIVE lock until commit.
+//
+// A clean version is also announced on NotifyChannel: the server delivers a notification when
+// the transaction that sent it commits, and never when it rolls back, so a gate that listens
+// (check --wait) re-reads the version as soon as it is committed, not at its next poll. The
+// notification rides in the statements that write the row: no round trip of its own.
 func (d *Driver) versionRows(version int, dirty bool, v *values) []statement {
 	out := []statement{v.end("DELETE FROM " + d.versionTable)}
 	if version >= 0 || (version == NilVersion && dirty) {
 		out = append(out, v.end("INSERT INTO "+d.versionTable+" (version, dirty) VALUES ("+v.list(int64(version), dirty)+")"))
 	}
+	if !dirty {
+		out = append(out, v.end("SELECT pg_notify('"+NotifyChannel+"', "+v.add(strconv.Itoa(version))+")"))
+	}
 	return out
 }
+
+// NotifyChannel is the channel on which a committed clean version is announced; the payload is
+// the version, "-1" for none.
+const NotifyChannel = "schemahook"
 
 // statement is one statement that records a step, with its parameters.
 type statement struct {

@@ -147,6 +147,10 @@ func (r *Runner) readSettled(s *session, detail pgdriver.Detail, wait bool) (pgd
 // "dirty" nor "force": the dirty mark is the running step's, and forcing it would corrupt the
 // state under the migration.
 func inProgress(h *pgdriver.Holder, st pgdriver.State) string {
+	if !st.Dirty {
+		// A schemahook step marked in the holder's application_name (see Runner.Status).
+		return fmt.Sprintf("a migration is in progress (%s): the database stays at version %d until its step commits — wait for it to finish", h, st.Version)
+	}
 	return fmt.Sprintf("a migration is in progress (%s): version %d is marked as being migrated until its step ends — wait for it to finish", h, st.Version)
 }
 
@@ -182,6 +186,11 @@ func (r *Runner) Check(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
+	return r.checkOn(s)
+}
+
+// checkOn is Check on an open session.
+func (r *Runner) checkOn(s *session) error {
 	st, holder, err := r.readSettled(s, pgdriver.Checksums, false)
 	if err != nil {
 		return err
@@ -236,9 +245,11 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 	var (
 		logged string
 		reason error // the last answer that was about the schema or the server, not our own deadline
+		l      listener
 	)
+	defer l.close()
 	for attempt := 0; ; attempt++ {
-		err := r.Check(deadline)
+		err := l.check(r, deadline)
 		if errors.Is(err, ErrDrift) {
 			return err // at head: waiting would not change the files
 		}
@@ -261,7 +272,10 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 			r.o.log.Info("waiting for the schema", "reason", msg, "wait", wait.String())
 			logged = msg
 		}
-		if pollPolicy.Sleep(deadline, attempt) != nil || deadline.Err() != nil {
+		if l.start(r, deadline, err) {
+			continue // listening now: check again at once, so that no commit since the check is missed
+		}
+		if l.wait(r, deadline, pollPolicy.Delay(attempt)) != nil || deadline.Err() != nil {
 			if ctx.Err() != nil {
 				return errors.Join(reason, ctx.Err())
 			}

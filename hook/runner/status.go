@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/schemahook/schemahook/hook/dbconn"
 	"github.com/schemahook/schemahook/hook/pgdriver"
@@ -23,6 +25,19 @@ type Status struct {
 	Applied     []pgdriver.Applied `json:"applied"`
 	Drift       []Drift            `json:"drift"`
 	Initialized bool               `json:"initialized"`
+	InProgress  *InProgress        `json:"in_progress,omitempty"` // the migration a schemahook is running now (state migrating)
+}
+
+// InProgress is a migration another session is running: who, since when, which file. Every
+// role sees these (from pg_locks and the session's application_name); what pg_stat_activity
+// hides from other roles (client address, state) is in Message when visible.
+type InProgress struct {
+	PID       int       `json:"pid"`
+	Role      string    `json:"role"`
+	Reverting bool      `json:"reverting,omitempty"`
+	Version   uint      `json:"version"`
+	File      string    `json:"file,omitempty"` // empty when the version is not among these migrations
+	Since     time.Time `json:"since"`
 }
 
 // Status reads the database and compares it with the catalog. It never writes or locks. It
@@ -37,6 +52,12 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 	st, holder, err := r.readSettled(s, pgdriver.FullHistory, false)
 	if err != nil {
 		return nil, err
+	}
+	if holder == nil {
+		// A transactional step leaves the version clean while it runs: its session's mark says.
+		if h, herr := s.drv.LockHolder(); herr == nil && h != nil && h.Step != nil {
+			holder = h
+		}
 	}
 	out := &Status{
 		Database: dbconn.Describe(r.cfg), Dirty: st.Dirty, Head: r.catalog().Head().Version,
@@ -58,6 +79,16 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 	case holder != nil:
 		// The dirty mark is the running step's: not a state for anyone to act on.
 		out.State, out.Dirty, verr = "migrating", false, errors.New(inProgress(holder, st))
+		if st := holder.Step; st != nil {
+			out.InProgress = &InProgress{PID: holder.PID, Role: holder.Role, Reverting: st.Reverting, Version: st.Version, Since: st.Since}
+			if m := r.catalog().Lookup(st.Version); m != nil {
+				out.InProgress.File = m.Up.Name
+				if down, _ := m.Down(); st.Reverting && down != nil {
+					out.InProgress.File = down.Name
+				}
+			}
+			verr = fmt.Errorf("%s; file %s", verr, cmp.Or(out.InProgress.File, "not among these migrations"))
+		}
 	case errors.Is(verr, ErrDirty):
 		out.State = "dirty"
 	case errors.Is(verr, ErrDatabaseNewer):

@@ -282,12 +282,13 @@ func (p *pair) history() []int {
 	return vs
 }
 
-// lockedBy counts the advisory locks granted to sessions whose application_name is app.
+// lockedBy counts the advisory locks granted to sessions whose application_name is app (a
+// schemahook running a step appends what it runs to it).
 func (p *pair) lockedBy(app string) int {
 	p.t.Helper()
 	var n int
 	err := p.c.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() AND a.application_name = $1`, app).Scan(&n)
+		WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() AND split_part(a.application_name, ' ', 1) = $1`, app).Scan(&n)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ func TestDatabaseOutages(t *testing.T) {
 		if r.code != exitOK {
 			t.Fatalf("update after the database came up: exit %d\n%s", r.code, r.stderr)
 		}
+		if !regexp.MustCompile(`"msg":"connected to the database".*"after":"[0-9.]+s"`).MatchString(r.stderr) {
+			t.Errorf("update did not say when it connected after waiting:\n%s", r.stderr)
+		}
 		c := connect(t, appURL)
 		if v, dirty := versionRow(t, c); v != 2 || dirty {
 			t.Fatalf("schema_migrations = (%d, %t), want (2, false)", v, dirty)
