@@ -53,8 +53,10 @@ func (r *Runner) Status(ctx context.Context) (_ *Status, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if holder == nil {
+	if holder == nil && st.Version != int(r.catalog().Head().Version) {
 		// A transactional step leaves the version clean while it runs: its session's mark says.
+		// Only a database behind (or ahead of) this release can have one running that matters
+		// here, so a current one — every scrape of the exporter, mostly — is one read.
 		if h, herr := s.drv.LockHolder(); herr == nil && h != nil && h.Step != nil {
 			holder = h
 		}

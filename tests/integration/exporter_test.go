@@ -143,7 +143,9 @@ func TestExporterFollowsTheSchema(t *testing.T) {
 	if n := s.dials() - dials; n != 1 {
 		t.Errorf("one scrape opened %d connections, want 1", n)
 	}
-	if n := strings.Count(s.rt.sentText()[sent:], "schema_migrations"); n != 1 {
+	// Reads of the version table itself; the lock-holder lookup that a database with pending
+	// migrations also gets (is one of them running?) names it only as a parameter.
+	if n := strings.Count(s.rt.sentText()[sent:], `FROM "schema_migrations"`); n != 1 {
 		t.Errorf("one scrape read the version table %d times, want 1; sent:\n%q", n, s.rt.sentText()[sent:])
 	}
 	durations := 0
@@ -210,9 +212,13 @@ func TestExporterFollowsTheSchema(t *testing.T) {
 		default:
 		}
 		got := running.scrape()
+		// The step shows as running from its start (its session's mark), and its version as 6
+		// once the no-transaction step has written its dirty mark: wait for that window.
 		if got["schemahook_migration_in_progress"] == 1 {
-			seen = true
-			want(t, "in progress", got, map[string]float64{"schemahook_schema_dirty": 0, "schemahook_schema_version": 6})
+			want(t, "in progress", got, map[string]float64{"schemahook_schema_dirty": 0})
+			if got["schemahook_schema_version"] == 6 {
+				seen = true
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
