@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -45,21 +43,7 @@ database.`,
 			}
 			c := exporter.New(r, exporter.WithTimeout(timeout), exporter.WithLogger(a.log))
 			srv := &http.Server{Addr: listen, Handler: exporter.Handler(c), ReadHeaderTimeout: 5 * time.Second}
-			errc := make(chan error, 1)
-			go func() { errc <- srv.ListenAndServe() }()
-			a.log.Info("exporting metrics", "listen", listen, "head", cat.Head().Version, "scrape_timeout", timeout.String())
-			select {
-			case err := <-errc:
-				return err
-			case <-cmd.Context().Done():
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			a.log.Info("stopped")
-			return nil
+			return a.listenUntilDone(cmd.Context(), srv, "exporting metrics", "listen", listen, "head", cat.Head().Version, "scrape_timeout", timeout.String())
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":9300", "listen address of /metrics and /healthz")

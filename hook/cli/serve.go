@@ -57,21 +57,7 @@ func (a *app) serveCommand() *cobra.Command {
 				_ = json.NewEncoder(w).Encode(st)
 			})
 			srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-			errc := make(chan error, 1)
-			go func() { errc <- srv.ListenAndServe() }()
-			a.log.Info("serving", "addr", addr, "head", cat.Head().Version)
-			select {
-			case err := <-errc:
-				return err
-			case <-cmd.Context().Done():
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			a.log.Info("stopped")
-			return nil
+			return a.listenUntilDone(cmd.Context(), srv, "serving", "addr", addr, "head", cat.Head().Version)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "listen address")
