@@ -21,18 +21,28 @@ func (a *app) updateCommand() *cobra.Command {
 		mf             migrationFlags
 		sf             stopFlags
 		allowDowngrade bool
+		commit         string
 	)
 	cmd := &cobra.Command{
 		Use:   "update",
 		Short: "Initialize an empty database or apply pending migrations (what the hook Job runs)",
 		Long: `update waits for the database, takes the migration lock, refuses a dirty, drifted or newer
-database, then applies every pending migration in its own transaction together with its version
-row. An empty database is initialized with consecutive transactional migrations in one transaction
-(split at no-transaction ones), so a failed first install leaves it empty. When the schema is
+database, then applies the pending migrations, each together with its version row. By default
+(--commit release) they commit all or nothing: consecutive transactional migrations run in one
+transaction, split only at no-transaction ones, so a failed upgrade leaves the database at the
+version the previous release runs on and a failed first install leaves it empty — what Helm's
+--atomic / --rollback-on-failure rollback expects. --commit migration commits each migration on
+its own, so that none holds its locks until the others finish (an empty database is still
+initialized all or nothing). When the schema is
 already current it changes nothing and exits 0 after one read, without waiting for the migration
 lock, so it is safe to run on every deploy and every Argo CD sync.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			each, err := commitEach(commit)
+			if err != nil {
+				return err
+			}
+			mf.d.CommitEach = each
 			r, ctx, cancel, err := mf.runner(cmd.Context(), a)
 			if err != nil {
 				return err
@@ -47,9 +57,26 @@ lock, so it is safe to run on every deploy and every Argo CD sync.`,
 		},
 	}
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "when the database is newer than this release, revert it with the down SQL stored in its history instead of refusing")
+	commitFlag(cmd, &commit)
 	mf.register(cmd)
 	sf.register(cmd)
 	return cmd
+}
+
+// commitFlag registers --commit, the transaction scope of an upgrade (update, plan).
+func commitFlag(cmd *cobra.Command, commit *string) {
+	cmd.Flags().StringVar(commit, "commit", "release", "how an upgrade commits: release (the pending migrations all or nothing, split only at no-transaction files) or migration (each in its own transaction)")
+}
+
+// commitEach reads --commit: whether an upgrade commits each migration on its own.
+func commitEach(commit string) (bool, error) {
+	switch commit {
+	case "release":
+		return false, nil
+	case "migration":
+		return true, nil
+	}
+	return false, usagef("--commit %q: use release (the pending migrations all or nothing) or migration (each in its own transaction)", commit)
 }
 
 // migrationFlags are the settings of every command that runs migration SQL (update, guard
@@ -201,11 +228,17 @@ func (a *app) statusCommand() *cobra.Command {
 func (a *app) planCommand() *cobra.Command {
 	var d pgdriver.Options
 	var waitForDB time.Duration
+	var commit string
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Print the SQL that update would run now, without changing anything",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			each, err := commitEach(commit)
+			if err != nil {
+				return err
+			}
+			d.CommitEach = each
 			r, err := a.runner(d, waitForDB)
 			if err != nil {
 				return err
@@ -215,6 +248,7 @@ func (a *app) planCommand() *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&d.LockTimeout, "lock-timeout", pgdriver.DefaultLockTimeout, "lock_timeout to show (as update would use it)")
 	cmd.Flags().DurationVar(&d.StatementTimeout, "statement-timeout", 0, "statement_timeout to show")
+	commitFlag(cmd, &commit)
 	waitForDBFlag(cmd.Flags(), &waitForDB)
 	return cmd
 }

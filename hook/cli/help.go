@@ -44,7 +44,9 @@ var commandExamples = map[string]string{
 	"update": `  # Bring the database to the newest migration (what the hook Job runs)
   schemahook update --migrations migrations
   # The same from the environment, as the chart configures it
-  SCHEMAHOOK_MIGRATIONS=/migrations DATABASE_URL=postgres://app@db/app schemahook update`,
+  SCHEMAHOOK_MIGRATIONS=/migrations DATABASE_URL=postgres://app@db/app schemahook update
+  # Commit each pending migration in its own transaction instead of all or nothing
+  schemahook update --migrations migrations --commit migration`,
 	"guard": `  # Refuse (exit 5) when the database is newer than this release's migrations
   schemahook guard --migrations migrations
   # Revert the newer migrations with the down SQL stored when they were applied

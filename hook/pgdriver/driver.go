@@ -19,12 +19,15 @@
 //     sends it in an open transaction, whose status shows whether the file ended it (the
 //     catalog refuses transaction control of a file's own; this is the safety net), and
 //     SetVersion(clean) writes the rows and commits.
-//   - initial installs: on an empty database (Initialize), consecutive transactional
-//     migrations commit together — the same version and history rows, one transaction and one
-//     query for all of them, sent with the last — so a failed first install leaves the database
-//     empty and clean, ready to be retried. A no-transaction file (or one that needs two round
-//     trips) ends such a group: the group commits before it runs. Upgrades never group: a
-//     migration's locks on live tables would be held until the whole group commits.
+//   - groups: on an initial install (Initialize) and, by default, on an upgrade (Upgrade),
+//     consecutive transactional migrations commit together — the same version and history
+//     rows, one transaction and one query for all of them, sent with the last — so a failed
+//     run leaves the database at the version it started from, clean: empty for a first
+//     install, the previous release's version for an upgrade, which is what Helm's rollback
+//     of a failed upgrade expects. A no-transaction file (or one that needs two round trips)
+//     ends such a group: the group commits before it runs. The price on an upgrade is that the
+//     locks of every migration in the group are held until it commits; Options.CommitEach
+//     commits each migration on its own instead (Migrate).
 //   - lock waits: every transaction starts with SET LOCAL lock_timeout, and a statement that
 //     times out waiting for a lock (SQLSTATE 55P03) or is chosen as a deadlock victim (40P01) is
 //     retried with backoff until the context's deadline, so a migration queued behind a long
@@ -87,6 +90,10 @@ type Options struct {
 	LockWait         time.Duration // how long to poll for the migration lock; default 1m
 	AppliedBy        string        // recorded in the history table
 	Heartbeat        time.Duration // how often a long-running statement is reported; default 10s
+	// CommitEach makes an upgrade commit each migration in its own transaction instead of the
+	// pending ones all or nothing (see Upgrade): read by the runner, which picks Migrate or
+	// Upgrade. Initial installs group either way; downgrades always commit step by step.
+	CommitEach bool
 }
 
 func (o Options) withDefaults() Options {
@@ -129,17 +136,19 @@ type Driver struct {
 
 	cur     int         // last version read or written
 	pending *step       // the migration between SetVersion(dirty) and SetVersion(clean)
-	install installMode // whether up steps join groups (Initialize)
-	group   *group      // the group of an initial install that is not sent yet
+	install  installMode // whether up steps join groups (Initialize, Upgrade)
+	groupEnd int         // the version whose step sends the open group: the run's target
+	initial  bool        // the grouping run is Initialize (for messages)
+	group    *group      // the group that is not sent yet
 }
 
-// installMode says whether transactional up steps commit in groups (see Initialize).
+// installMode says whether transactional up steps commit in groups (see Initialize, Upgrade).
 type installMode int
 
 const (
 	installOff   installMode = iota
 	installArmed             // Initialize started; its first step must start from no version
-	installOn
+	installOn                // steps join groups (Initialize past its first step, Upgrade)
 )
 
 // step is one migration golang-migrate is running.
@@ -151,7 +160,7 @@ type step struct {
 	up       bool
 	inTx     bool   // Run left a transaction open for SetVersion(clean) to commit
 	deferred bool   // Run only checked the file: SetVersion(clean) sends it with the rows
-	group    *group // the initial-install group the step commits with, if any
+	group    *group // the group the step commits with, if any
 	retries  int
 	blocked  *contention // what kept its last blocked attempt waiting, if seen
 	lockCode string      // the SQLSTATE of its last lock timeout or deadlock
@@ -218,8 +227,8 @@ func (d *Driver) Version() (int, bool, error) {
 
 // SetVersion is called by golang-migrate around every migration. With dirty=true it only
 // records the step. With dirty=false it writes the version and history rows and commits: with
-// the file in one query when Run deferred it, in the transaction Run left open otherwise; in an
-// initial install's group, with the whole group at its last step. A failing file therefore
+// the file in one query when Run deferred it, in the transaction Run left open otherwise; in a
+// group, with the whole group at its last step. A failing file therefore
 // fails here for most steps, with the same *MigrationError.
 func (d *Driver) SetVersion(version int, dirty bool) error {
 	if dirty {
@@ -275,6 +284,9 @@ func (d *Driver) begin(to int) error {
 		}
 		d.install = installOn
 	}
+	if d.install == installOn && !p.up {
+		return fmt.Errorf("pgdriver: a down step (from version %d) in a run that groups up steps", p.from)
+	}
 	if d.install == installOn {
 		if !d.joins(p) {
 			// A no-transaction file runs outside any transaction, and a file that cannot go in
@@ -284,7 +296,7 @@ func (d *Driver) begin(to int) error {
 			}
 		} else {
 			if d.group == nil {
-				d.group = &group{from: p.from}
+				d.group = &group{from: p.from, initial: d.initial}
 			}
 			d.group.steps = append(d.group.steps, p)
 			p.group = d.group
@@ -459,11 +471,11 @@ func (d *Driver) runStatements(p *step) error {
 // be written as literals or the file's last statement is unfinished: then it takes the
 // two-round-trip path after all, which reports such a file's error as before.
 //
-// A step of an initial install's group waits for the group's last step, which sends them all:
-// the head, or the step before one that cannot join (begin sends the group then).
+// A step of a group waits for the group's last step, which sends them all: the run's target,
+// or the step before one that cannot join (begin sends the group then).
 func (d *Driver) finish(p *step) error {
 	if p.group != nil {
-		if uint(p.to) < d.catalog.Head().Version {
+		if p.to < d.groupEnd {
 			return nil
 		}
 		return d.flush()

@@ -1,7 +1,8 @@
 package pgdriver
 
-// Sending migrations as one query: a group of steps — one, or on an empty database every
-// transactional step up to the next no-transaction one — travels with its rows and COMMIT.
+// Sending migrations as one query: a group of steps — one, or on an initial install and a
+// grouped upgrade every transactional step up to the next no-transaction one — travels with
+// its rows and COMMIT.
 
 import (
 	"errors"
@@ -18,11 +19,12 @@ import (
 	"github.com/schemahook/schemahook/hook/sqlsplit"
 )
 
-// group is a run of transactional up steps of an initial install that commit as one
-// transaction, in one query sent when the run ends (flush).
+// group is a run of transactional up steps of an initial install or an upgrade that commit
+// as one transaction, in one query sent when the run ends (flush).
 type group struct {
-	from  int // the version before the group
-	steps []*step
+	from    int  // the version before the group
+	initial bool // it belongs to an initial install (Initialize)
+	steps   []*step
 }
 
 // many reports whether the group holds more than one step: a group of one is sent, logged
@@ -34,13 +36,21 @@ func (g *group) span() string {
 	return fmt.Sprintf("migrations %d–%d", g.steps[0].to, g.steps[len(g.steps)-1].to)
 }
 
-// rolledBack says what a failed group left behind, for messages.
-func (g *group) rolledBack() string {
-	return fmt.Sprintf("nothing of %s was applied (they run as one transaction when an empty database is initialized): "+
-		"the database is still at %s, clean; fix the cause and run the update again", g.span(), versionName(g.from))
+// why says why a group's migrations run as one transaction, for messages.
+func (g *group) why() string {
+	if g.initial {
+		return "they run as one transaction when an empty database is initialized"
+	}
+	return "an update commits its pending migrations all or nothing"
 }
 
-// joins reports whether step p can join an initial install's group: an up step whose file
+// rolledBack says what a failed group left behind, for messages.
+func (g *group) rolledBack() string {
+	return fmt.Sprintf("nothing of %s was applied (%s): "+
+		"the database is still at %s, clean; fix the cause and run the update again", g.span(), g.why(), versionName(g.from))
+}
+
+// joins reports whether step p can join a group: an up step whose file
 // can travel in one query with its rows (oneTrip) and whose rows can be written as literals.
 func (d *Driver) joins(p *step) bool {
 	if !p.up || p.file.NoTransaction || !d.oneTrip(p.file.SQL) {
@@ -51,7 +61,7 @@ func (d *Driver) joins(p *step) bool {
 	return v.err == nil
 }
 
-// Groupable reports whether Initialize would commit m together with its neighbours: m's up
+// Groupable reports whether Initialize and Upgrade would commit m together with its neighbours: m's up
 // file runs in a transaction and can travel in one query with its version and history rows.
 // Read the catalog's down files first (Catalog.ReadDowns): the history row holds m's.
 func (d *Driver) Groupable(m *source.Migration) bool {
@@ -104,7 +114,7 @@ func queryText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(
 // runDeferred runs deferred steps in one round trip per attempt: BEGIN and the SET LOCALs,
 // then each step's file and rows, and COMMIT, in one simple-protocol query, retried whole on
 // lock timeouts like runTransaction. A single step is one migration's transaction; several are
-// an initial install's group, all or nothing. It returns done=false, having sent nothing that
+// a group, all or nothing. It returns done=false, having sent nothing that
 // ran, when a single step must take the two-round-trip path after all.
 //
 // The server parses the whole string before running any of it and stops at the first error,

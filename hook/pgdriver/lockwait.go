@@ -418,7 +418,7 @@ func (e *MigrationError) stopped() (msg string, ok bool) {
 	}
 	still := "still at " + versionName(from) + ", clean"
 	if e.group != nil {
-		still += fmt.Sprintf(" (nothing of %s was applied: they run as one transaction when an empty database is initialized)", e.group.span())
+		still += fmt.Sprintf(" (nothing of %s was applied: %s)", e.group.span(), e.group.why())
 	}
 	attempts := e.Retries
 	if !retryable(e.Err) && sqlState(e.Err) != "" {

@@ -39,16 +39,40 @@ func (d *Driver) Migrate(fn func(*migrate.Migrate) error) error {
 // as one query when the run ends, with each migration's version and history rows as they
 // would have been committed one by one. A no-transaction migration ends a run — the run commits
 // before it starts, and the next run starts after it — and so does a file that cannot travel
-// in one query with its rows (see Run), which then runs alone as on an upgrade. A failure
-// therefore leaves the database as it was before its run: for the first run, empty and clean,
-// so the install can simply be run again.
-//
-// Only an empty database is initialized this way: a run holds every lock its migrations take
-// until it commits, which on live tables would stall their readers far longer than the lock
-// timeout allows. Upgrades, downgrades and verify keep one transaction per migration.
-// Initialize refuses, before running anything, a database that has a version.
+// in one query with its rows (see Run), which then runs alone. A failure therefore leaves the
+// database as it was before its run: for the first run, empty and clean, so the install can
+// simply be run again. Initialize refuses, before running anything, a database that has a
+// version; Upgrade groups the same way from any version.
 func (d *Driver) Initialize() error {
-	d.install = installArmed
+	d.install, d.groupEnd, d.initial = installArmed, int(d.catalog.Head().Version), true
+	defer func() { d.install, d.initial = installOff, false }()
+	return d.grouped(func(m *migrate.Migrate) error { return m.Up() })
+}
+
+// Upgrade runs fn, which must only move the database up to target (m.Up for the head,
+// m.Migrate(target) below it), with its steps grouped as Initialize groups them: the pending
+// transactional migrations commit all or nothing, split only at no-transaction migrations
+// (and files that cannot travel in one query with their rows). A failure leaves the database
+// at the version its group started from, clean — for an upgrade without no-transaction
+// files, the version the previous release left — so a rollback of the release finds the
+// schema it expects. The cost: a group holds every lock its migrations take until it commits,
+// so a migration that locks a busy table stalls that table's users for the rest of the group
+// (each attempt still gives up after the lock timeout and is retried whole). Options.CommitEach
+// makes the runner use Migrate instead, one transaction per migration. With nothing pending it
+// does nothing and returns nil.
+func (d *Driver) Upgrade(target uint, fn func(*migrate.Migrate) error) error {
+	d.install, d.groupEnd = installOn, int(target)
 	defer func() { d.install = installOff }()
-	return d.Migrate(func(m *migrate.Migrate) error { return m.Up() })
+	return d.grouped(fn)
+}
+
+// grouped runs fn through Migrate with grouping on. A group still open when fn returns
+// without error (fn stopped short of the target) is sent rather than dropped by Unlock.
+func (d *Driver) grouped(fn func(*migrate.Migrate) error) error {
+	return d.Migrate(func(m *migrate.Migrate) error {
+		if err := fn(m); err != nil {
+			return err
+		}
+		return d.flush()
+	})
 }

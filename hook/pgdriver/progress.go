@@ -30,7 +30,7 @@ func (d *Driver) announce(p *step) {
 	d.log.Info(map[bool]string{true: "applying migration", false: "reverting migration"}[p.up], d.stepAttrs(p)...)
 }
 
-// announceGroup logs that an initial install's group is being sent: one query, one transaction.
+// announceGroup logs that a group is being sent: one query, one transaction.
 func (d *Driver) announceGroup(g *group) {
 	for _, p := range g.steps {
 		p.logged = true

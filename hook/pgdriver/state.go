@@ -307,7 +307,7 @@ type MigrationError struct {
 	Interrupted bool
 	Err         error
 
-	group *group // the initial install's group the file ran in: none of it was applied
+	group *group // the group the file ran in: none of it was applied
 	note  string // what the error's position means, when the server's message alone misleads
 
 	blocked     *contention   // what kept the last blocked attempt waiting

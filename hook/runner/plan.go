@@ -11,8 +11,8 @@ import (
 )
 
 // Plan writes to w the SQL that Update would execute now, in order, with the transaction
-// framing and timeouts it would use (for an empty database, one transaction per run of
-// transactional migrations). It changes nothing and takes no lock, except to wait, as Update
+// framing and timeouts it would use (one transaction per run of consecutive transactional
+// migrations, or per migration with pgdriver.Options.CommitEach on an upgrade). It changes nothing and takes no lock, except to wait, as Update
 // would, for a migration in progress (a dirty version while another session holds the lock).
 // When Update would refuse (dirty, newer, drift) Plan writes nothing and returns the same error;
 // when nothing is pending it writes a comment saying so and returns nil.
@@ -55,11 +55,18 @@ func (r *Runner) Plan(ctx context.Context, w io.Writer) (err error) {
 	if !st.Initialized || !st.HasHistory {
 		fmt.Fprintf(&b, "-- first, the version and history tables are created (schema_migrations, schemahook_history)\n")
 	}
-	// An empty database is initialized with consecutive transactional migrations in one
-	// transaction (Update, pgdriver.Driver.Initialize); grouped says which those are.
+	// Consecutive transactional migrations run in one transaction (Update, pgdriver.Driver.Upgrade
+	// and Initialize), unless an upgrade commits each on its own; grouped says which those are.
 	grouped := make([]bool, len(pending))
-	if st.Version == pgdriver.NilVersion {
+	switch {
+	case st.Version == pgdriver.NilVersion:
 		fmt.Fprintf(&b, "-- the database is empty: consecutive transactional migrations run as ONE transaction, split at no-transaction migrations; a failure rolls back the whole transaction\n")
+	case r.o.driver.CommitEach:
+		fmt.Fprintf(&b, "-- each migration commits in its own transaction (--commit migration): a failure leaves the migrations before it applied\n")
+	default:
+		fmt.Fprintf(&b, "-- the pending migrations commit all or nothing: consecutive transactional migrations run as ONE transaction, split at no-transaction migrations; a failure rolls back the whole transaction\n")
+	}
+	if st.Version == pgdriver.NilVersion || !r.o.driver.CommitEach {
 		for i, m := range pending {
 			grouped[i] = s.drv.Groupable(m)
 		}

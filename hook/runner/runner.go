@@ -98,15 +98,16 @@ type Result struct {
 	Adopted     bool   // history was recorded for a database migrated by golang-migrate
 }
 
-// Update brings the database to the catalog's head. On a database that has a version it
-// applies the pending migrations, each in its own transaction with its version row. On an
-// empty database it applies every migration, with consecutive transactional ones in one
-// transaction (split at no-transaction migrations; see pgdriver.Driver.Initialize). When the
+// Update brings the database to the catalog's head. It applies the pending migrations with
+// consecutive transactional ones in one transaction, split at no-transaction migrations (see
+// pgdriver.Driver.Upgrade and Initialize), so a failed upgrade leaves the database at the
+// version it had, clean; with pgdriver.Options.CommitEach an upgrade commits each migration in
+// its own transaction instead (an empty database is initialized in groups either way). When the
 // database is already at head it changes nothing and returns a Result with no Applied versions
 // and a nil error. It refuses, changing nothing, when the database is dirty (ErrDirty), newer
 // than the catalog (ErrDatabaseNewer) or has drifted (ErrDrift). A failing migration returns a
-// *pgdriver.MigrationError; the migrations committed before it stay applied: on an upgrade,
-// every one before it; on an empty database, those before the failing one's transaction.
+// *pgdriver.MigrationError; the migrations committed before it stay applied: those before the
+// failing one's transaction (every one before it with CommitEach).
 func (r *Runner) Update(ctx context.Context) (res Result, err error) {
 	s, err := r.open(ctx, r.o.waitForDB)
 	if err != nil {
@@ -192,18 +193,23 @@ func (r *Runner) upTo(s *session, target int) (res Result, err error) {
 	r.o.log.Info(map[bool]string{true: "initializing empty database", false: "upgrading schema"}[res.Initialized],
 		"from", st.Version, "to", head, "pending", len(pending))
 	start := time.Now()
-	if res.Initialized && head == int(r.catalog().Head().Version) {
-		// Nobody uses an empty database yet: its migrations may hold their locks until a whole
-		// group commits, which makes a failed first install all or nothing and saves a
-		// transaction and a round trip per migration. Upgrades must not: see Initialize.
+	up := func(m *migrate.Migrate) error {
+		if head != int(r.catalog().Head().Version) {
+			return m.Migrate(uint(head)) // goto
+		}
+		return m.Up()
+	}
+	switch {
+	case res.Initialized && head == int(r.catalog().Head().Version):
+		// Nobody uses an empty database yet: a failed first install is all or nothing whatever
+		// the commit setting, and a group saves a transaction and a round trip per migration.
 		err = s.drv.Initialize()
-	} else {
-		err = s.drv.Migrate(func(m *migrate.Migrate) error {
-			if head != int(r.catalog().Head().Version) {
-				return m.Migrate(uint(head)) // goto
-			}
-			return m.Up()
-		})
+	case r.o.driver.CommitEach:
+		err = s.drv.Migrate(up)
+	default:
+		// A release's migrations all or nothing: a failed upgrade leaves the version the
+		// previous release runs on, so Helm's rollback of it finds what it expects.
+		err = s.drv.Upgrade(uint(head), up)
 	}
 	after, _, verr := s.drv.Version()
 	if verr == nil {

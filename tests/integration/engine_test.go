@@ -114,49 +114,107 @@ func TestUpgradeAppliesOnlyPendingAndNoOpWritesNothing(t *testing.T) {
 	}
 }
 
-// A failing migration in the middle of an upgrade leaves the previous version, clean, and
-// nothing of the failing file — even its statements that succeeded before the failing one.
+// A failing migration in the middle of an upgrade leaves nothing of the upgrade by default:
+// the release's pending migrations commit all or nothing, so the database stays at the
+// version the previous release left, clean — even the statements of the failing file that
+// succeeded before the failing one are gone. With CommitEach (--commit migration) the
+// migrations before the failing one stay committed. Either way the next update, with the
+// file fixed, continues from where the database is.
 // (On an empty database the whole install rolls back: TestInitialInstallFailureRollsBackEverything.)
 func TestFailureMidSequenceLeavesPreviousVersionClean(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		commitEach bool
+		left       int    // the version the failure leaves
+		says       string // what the error says about it
+	}{
+		{"release", false, 1, "nothing of migrations 2–4 was applied (an update commits its pending migrations all or nothing): the database is still at version 1, clean"},
+		{"migration", true, 2, "the database is still at version 2, clean"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.New(t)
+			files := map[string]string{
+				"000001_a.up.sql": "CREATE TABLE a (id int);", "000001_a.down.sql": "DROP TABLE a;",
+				"000002_b.up.sql": "CREATE TABLE b (id int);", "000002_b.down.sql": "DROP TABLE b;",
+				"000003_c.up.sql":   "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\n  ALTER TABLE missing ADD COLUMN x int;\n",
+				"000003_c.down.sql": "DROP TABLE c;",
+				"000004_d.up.sql":   "CREATE TABLE d (id int);", "000004_d.down.sql": "DROP TABLE d;",
+			}
+			opts := pgdriver.Options{CommitEach: tc.commitEach}
+			if _, err := newRunner(t, db, writeDir(t, upTo(files, 1)), opts).Update(ctxT(t, time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			res, err := newRunner(t, db, writeDir(t, files), opts).Update(ctxT(t, time.Minute))
+			if !errors.Is(err, pgdriver.ErrMigrationFailed) {
+				t.Fatalf("update error = %v, want ErrMigrationFailed", err)
+			}
+			for _, want := range []string{"000003_c.up.sql failed at line 3 ", "SQLSTATE 42P01", `relation "missing" does not exist`, tc.says} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			var applied []uint
+			for v := 2; v <= tc.left; v++ {
+				applied = append(applied, uint(v))
+			}
+			if res.To != tc.left || !slices.Equal(res.Applied, applied) {
+				t.Errorf("result = %+v, want to=%d applied=%v", res, tc.left, applied)
+			}
+			c := db.Conn(t)
+			if v, dirty := versionRow(t, c); v != tc.left || dirty {
+				t.Fatalf("schema_migrations = (%d, %t), want (%d, false)", v, dirty, tc.left)
+			}
+			if tableExists(t, c, "b") != tc.commitEach || tableExists(t, c, "c") || tableExists(t, c, "d") {
+				t.Fatalf("table b exists: %t, want %t; tables of the failed migration (c) or after it (d) must not exist", tableExists(t, c, "b"), tc.commitEach)
+			}
+			wantHistory := []int{1}
+			for v := 2; v <= tc.left; v++ {
+				wantHistory = append(wantHistory, v)
+			}
+			if got := historyVersions(t, c); !slices.Equal(got, wantHistory) {
+				t.Fatalf("history = %v, want %v", got, wantHistory)
+			}
+			// Fix the file; the next update continues from where the database is.
+			files["000003_c.up.sql"] = "CREATE TABLE c (id int);"
+			res, err = newRunner(t, db, writeDir(t, files), opts).Update(ctxT(t, time.Minute))
+			if err != nil || res.From != tc.left || res.To != 4 {
+				t.Fatalf("update after fix = %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// A no-transaction migration splits an upgrade's all-or-nothing group: what comes before it
+// commits before it runs, so a failure after it leaves the database at the no-transaction
+// migration's version, clean, with nothing of the group after it.
+func TestUpgradeGroupSplitsAtNoTransactionMigration(t *testing.T) {
 	db := pgtest.New(t)
 	files := map[string]string{
 		"000001_a.up.sql": "CREATE TABLE a (id int);", "000001_a.down.sql": "DROP TABLE a;",
 		"000002_b.up.sql": "CREATE TABLE b (id int);", "000002_b.down.sql": "DROP TABLE b;",
-		"000003_c.up.sql":   "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\n  ALTER TABLE missing ADD COLUMN x int;\n",
-		"000003_c.down.sql": "DROP TABLE c;",
-		"000004_d.up.sql":   "CREATE TABLE d (id int);", "000004_d.down.sql": "DROP TABLE d;",
+		"000003_idx.up.sql":   "-- schemahook:no-transaction\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+		"000003_idx.down.sql": "-- schemahook:no-transaction\nDROP INDEX CONCURRENTLY a_id;\n",
+		"000004_c.up.sql":     "CREATE TABLE c (id int);", "000004_c.down.sql": "DROP TABLE c;",
+		"000005_d.up.sql": "CREATE TABLE d (id int);\nALTER TABLE missing ADD COLUMN x int;\n", "000005_d.down.sql": "DROP TABLE d;",
 	}
-	if _, err := newRunner(t, db, writeDir(t, upTo(files, 1)), pgdriver.Options{}).Update(ctxT(t, time.Minute)); err != nil {
+	ctx := ctxT(t, time.Minute)
+	if _, err := newRunner(t, db, writeDir(t, upTo(files, 1)), pgdriver.Options{}).Update(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dir := writeDir(t, files)
-	res, err := newRunner(t, db, dir, pgdriver.Options{}).Update(ctxT(t, time.Minute))
-	if !errors.Is(err, pgdriver.ErrMigrationFailed) {
-		t.Fatalf("update error = %v, want ErrMigrationFailed", err)
-	}
-	for _, want := range []string{"000003_c.up.sql failed at line 3 ", "SQLSTATE 42P01", `relation "missing" does not exist`, "still at version 2, clean"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
-	if res.To != 2 || !slices.Equal(res.Applied, []uint{2}) {
-		t.Errorf("result = %+v, want to=2 applied=[2]", res)
+	res, err := newRunner(t, db, writeDir(t, files), pgdriver.Options{}).Update(ctx)
+	if !errors.Is(err, pgdriver.ErrMigrationFailed) || !strings.Contains(err.Error(), "nothing of migrations 4–5 was applied") ||
+		!strings.Contains(err.Error(), "still at version 3, clean") {
+		t.Fatalf("update error = %v, want 000005_d.up.sql failing with nothing of migrations 4–5 applied, version 3 left, clean", err)
 	}
 	c := db.Conn(t)
-	if v, dirty := versionRow(t, c); v != 2 || dirty {
-		t.Fatalf("schema_migrations = (%d, %t), want (2, false)", v, dirty)
+	if v, dirty := versionRow(t, c); v != 3 || dirty || res.To != 3 || !slices.Equal(res.Applied, []uint{2, 3}) {
+		t.Fatalf("version (%d, %t), result %+v: want (3, false), applied [2 3]", v, dirty, res)
 	}
-	if tableExists(t, c, "c") || tableExists(t, c, "d") {
-		t.Fatal("tables of the failed migration (c) or after it (d) exist")
+	if !tableExists(t, c, "b") || tableExists(t, c, "c") || tableExists(t, c, "d") {
+		t.Fatal("want table b (committed before the no-transaction migration) and neither c nor d")
 	}
-	if got := historyVersions(t, c); !slices.Equal(got, []int{1, 2}) {
-		t.Fatalf("history = %v, want [1 2]", got)
-	}
-	// Fix the file; the next update continues from 2.
-	files["000003_c.up.sql"] = "CREATE TABLE c (id int);"
-	res, err = newRunner(t, db, writeDir(t, files), pgdriver.Options{}).Update(ctxT(t, time.Minute))
-	if err != nil || !slices.Equal(res.Applied, []uint{3, 4}) {
-		t.Fatalf("update after fix = %+v, %v", res, err)
+	if got := historyVersions(t, c); !slices.Equal(got, []int{1, 2, 3}) {
+		t.Fatalf("history = %v, want [1 2 3]", got)
 	}
 }
 

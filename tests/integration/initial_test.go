@@ -280,9 +280,9 @@ func TestInitialInstallSplitsAtNoTransaction(t *testing.T) {
 	}
 }
 
-// An upgrade keeps one transaction, and one round trip, per migration: a failure in the third
-// pending migration leaves the two before it applied, and each migration before the failing
-// one costs one round trip.
+// With CommitEach (--commit migration) an upgrade keeps one transaction, and one round trip,
+// per migration: a failure in the third pending migration leaves the two before it applied,
+// and each migration before the failing one costs one round trip.
 func TestUpgradeCommitsEachMigration(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	base := map[string]string{"000001_base.up.sql": "CREATE TABLE base (id int);\n", "000001_base.down.sql": "DROP TABLE base;\n"}
@@ -302,7 +302,7 @@ func TestUpgradeCommitsEachMigration(t *testing.T) {
 		bad := n + 2
 		files[fmt.Sprintf("%06d_bad.up.sql", bad)] = "CREATE TABLE bad (id int);\nALTER TABLE missing ADD COLUMN x int;\n"
 		files[fmt.Sprintf("%06d_bad.down.sql", bad)] = "DROP TABLE bad;\n"
-		r, rt := countedRunner(t, db, writeDir(t, files), pgdriver.Options{}, nil)
+		r, rt := countedRunner(t, db, writeDir(t, files), pgdriver.Options{CommitEach: true}, nil)
 		_, err := r.Update(ctx)
 		return db.Conn(t), rt.count(), err
 	}
@@ -380,7 +380,8 @@ func TestInitialInstallRetriesLockTimeouts(t *testing.T) {
 }
 
 // Plan says that an empty database is initialized in one transaction per run of transactional
-// migrations, split at no-transaction ones, and that an upgrade commits each migration.
+// migrations, split at no-transaction ones, that an upgrade does the same by default, and that
+// with CommitEach it commits each migration.
 func TestPlanShowsInitialInstallTransactions(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	db := pgtest.New(t)
@@ -399,7 +400,7 @@ func TestPlanShowsInitialInstallTransactions(t *testing.T) {
 	if n := strings.Count(plan, "\nBEGIN;"); n != 2 {
 		t.Errorf("plan has %d BEGINs, want 2 (one per transaction):\n%s", n, plan)
 	}
-	// At version 1, each pending transactional migration is its own transaction.
+	// At version 1, 2 is a group of its own (3 follows), 4–5 one transaction.
 	if _, err := newRunner(t, db, writeDir(t, upTo(files, 1)), pgdriver.Options{}).Update(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,17 @@ func TestPlanShowsInitialInstallTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan = b.String()
-	if n := strings.Count(plan, "\nBEGIN;"); n != 3 || strings.Contains(plan, "ONE transaction") {
-		t.Errorf("upgrade plan has %d BEGINs, want 3 (one per transactional migration), and no word of one transaction:\n%s", n, plan)
+	if n := strings.Count(plan, "\nBEGIN;"); n != 2 || !strings.Contains(plan, "the pending migrations commit all or nothing") ||
+		!strings.Contains(plan, "-- migrations 4–5 run in this one transaction") {
+		t.Errorf("upgrade plan has %d BEGINs, want 2 (2 alone, then 4–5 in one transaction), and says all or nothing:\n%s", n, plan)
+	}
+	// With CommitEach each pending transactional migration is its own transaction.
+	b.Reset()
+	if err := newRunner(t, db, dir, pgdriver.Options{CommitEach: true}).Plan(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	plan = b.String()
+	if n := strings.Count(plan, "\nBEGIN;"); n != 3 || strings.Contains(plan, "ONE transaction") || !strings.Contains(plan, "each migration commits in its own transaction") {
+		t.Errorf("per-migration upgrade plan has %d BEGINs, want 3 (one per transactional migration), and no word of one transaction:\n%s", n, plan)
 	}
 }

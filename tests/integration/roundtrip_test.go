@@ -107,16 +107,18 @@ func tableFiles(n int) map[string]string {
 	return files
 }
 
-// A transactional migration costs one round trip, up or down: the file, its version and
-// history rows and COMMIT travel in one query. Only a constant number of round trips
-// (connecting, the lock, reading the state) comes on top of one per migration. (An initial
-// install sends all its migrations in one query: TestInitialInstallIsOneQuery.)
+// A transactional migration committed on its own costs one round trip, up (CommitEach) or
+// down: the file, its version and history rows and COMMIT travel in one query. Only a constant
+// number of round trips (connecting, the lock, reading the state) comes on top of one per
+// migration. An upgrade that commits all or nothing (the default) sends its migrations in one
+// query, as an initial install does (TestInitialInstallIsOneQuery): the same round trips for
+// 29 migrations as for 10.
 func TestOneRoundTripPerMigration(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	// update brings db to version n, counting the round trips.
-	update := func(db *pgtest.DB, n int) int {
+	update := func(db *pgtest.DB, n int, each bool) int {
 		t.Helper()
-		r, rt := countedRunner(t, db, writeDir(t, tableFiles(n)), pgdriver.Options{}, nil)
+		r, rt := countedRunner(t, db, writeDir(t, tableFiles(n)), pgdriver.Options{CommitEach: each}, nil)
 		if res, err := r.Update(ctx); err != nil || res.To != n {
 			t.Fatalf("update to %d: %+v, %v", n, res, err)
 		}
@@ -131,14 +133,22 @@ func TestOneRoundTripPerMigration(t *testing.T) {
 		return rt.count()
 	}
 	db := pgtest.New(t)
-	update(db, 1)
-	up10 := update(db, 11)      // applies 10 migrations
-	up29 := update(db, 40)      // applies 29
-	down10 := downgrade(db, 30) // reverts 10 migrations
-	down29 := downgrade(db, 1)  // reverts 29
-	t.Logf("round trips: applying 10 %d, applying 29 %d; reverting 10 %d, reverting 29 %d", up10, up29, down10, down29)
+	update(db, 1, true)
+	up10 := update(db, 11, true) // applies 10 migrations
+	up29 := update(db, 40, true) // applies 29
+	down10 := downgrade(db, 30)  // reverts 10 migrations
+	down29 := downgrade(db, 1)   // reverts 29
+	db2 := pgtest.New(t)
+	update(db2, 1, false)
+	grouped10 := update(db2, 11, false)
+	grouped29 := update(db2, 40, false)
+	t.Logf("round trips: applying 10 %d, applying 29 %d; reverting 10 %d, reverting 29 %d; applying 10 all or nothing %d, 29 %d",
+		up10, up29, down10, down29, grouped10, grouped29)
 	if up29-up10 != 19 {
 		t.Errorf("applying 29 migrations took %d round trips more than applying 10, want 19 more (one per migration)", up29-up10)
+	}
+	if grouped29 != grouped10 {
+		t.Errorf("applying 29 migrations all or nothing took %d round trips, 10 took %d: want the same (one query)", grouped29, grouped10)
 	}
 	if down29-down10 != 19 {
 		t.Errorf("reverting 29 migrations took %d round trips more than reverting 10, want 19 more (one per migration)", down29-down10)
