@@ -134,8 +134,8 @@ type Driver struct {
 	tablesExist  bool // both tables existed when last looked at, or were never looked for (see State)
 	lockDepth    int
 
-	cur     int         // last version read or written
-	pending *step       // the migration between SetVersion(dirty) and SetVersion(clean)
+	cur      int         // last version read or written
+	pending  *step       // the migration between SetVersion(dirty) and SetVersion(clean)
 	install  installMode // whether up steps join groups (Initialize, Upgrade)
 	groupEnd int         // the version whose step sends the open group: the run's target
 	initial  bool        // the grouping run is Initialize (for messages)
