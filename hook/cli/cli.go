@@ -91,16 +91,43 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		code := ExitCode(err)
-		if code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible) {
-			fmt.Fprintf(stderr, "Error: %s\nRun 'schemahook %s --help' for usage.\n", dbconn.Redact(err.Error()), commandName(root, args))
-		} else if a.log != nil {
-			a.log.Error(dbconn.Redact(err.Error()), "exit_code", code)
-		} else {
-			fmt.Fprintf(stderr, "Error: %s\n", dbconn.Redact(err.Error()))
+		msg := dbconn.Redact(err.Error())
+		switch {
+		case code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible):
+			fmt.Fprintf(stderr, "%s (see 'schemahook %s --help')\n", finalLine(msg), commandName(root, args))
+		case a.log != nil:
+			a.log.Error(msg, "exit_code", code)
+			if !isTerminal(stderr) {
+				fmt.Fprintln(stderr, finalLine(msg))
+			}
+		default:
+			fmt.Fprintln(stderr, finalLine(msg))
 		}
 		return code
 	}
 	return ExitOK
+}
+
+// finalLine is the last line a failing command writes to stderr when stderr is not a terminal:
+// the error as one line of plain text, after the log record (a JSON line, or the human
+// handler's entry whose last line may be an attribute). Helm prints a failed hook Job's log
+// (helm.sh/hook-output-log-policy) last before its own error, Helm 3 as it is and Helm 4
+// inside one log record of its own, escaped; in a JSON record the error would be escaped
+// twice there. A plain final line reads the same in both, in kubectl logs and in Argo CD. The
+// message's lines are joined with "; " so that the line holds all of it. On a terminal the
+// human handler's entry already shows the error readably, and is not repeated.
+func finalLine(msg string) string {
+	var b strings.Builder
+	b.WriteString("Error:")
+	sep := " "
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			b.WriteString(sep + l)
+			// A line that introduces the next ("…:") runs on into it.
+			sep = map[bool]string{true: " ", false: "; "}[strings.HasSuffix(l, ":")]
+		}
+	}
+	return b.String()
 }
 
 func commandName(root *cobra.Command, args []string) string {

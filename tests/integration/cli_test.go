@@ -79,8 +79,13 @@ func TestFailingMigrationExitCode(t *testing.T) {
 	}
 	// Logs are JSON lines when stderr is not a terminal; the failure names file, line, SQLSTATE.
 	// The database was empty: migrations 1–3 ran as one transaction, and none of them stays.
+	// The last line repeats the error as plain text (what Helm shows last of a failed hook).
 	var found bool
-	for _, line := range strings.Split(strings.TrimSpace(r.Stderr), "\n") {
+	lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "Error: migration 000003_broken.up.sql failed at line 2 (SQLSTATE 42P01)") {
+		t.Fatalf("last line %q: want the error as plain text", last)
+	}
+	for _, line := range lines[:len(lines)-1] {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line is not JSON: %q", line)

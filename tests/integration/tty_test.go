@@ -72,7 +72,11 @@ func TestLogsOnATerminal(t *testing.T) {
 
 	r := cli(t, db.URL, []string{"SCHEMAHOOK_LOG_FORMAT=auto", "SCHEMAHOOK_MIGRATIONS=" + writeDir(t, files)}, "update")
 	lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
-	for _, l := range lines {
+	// Every line but the last, the error as plain text, is JSON.
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "Error: ") || !strings.Contains(last, "file changed after it was applied") {
+		t.Errorf("through a pipe, the last line is %q, want the error as plain text", last)
+	}
+	for _, l := range lines[:len(lines)-1] {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Errorf("through a pipe, a log line is not JSON: %q (%v)", l, err)

@@ -236,7 +236,8 @@ func waitForBackends(t *testing.T, c *pgx.Conn, role string, limit time.Duration
 // Each round starts with an initial install of an empty schema, killed once at a moment
 // anywhere within an install's duration: it runs as one transaction, so it leaves nothing or
 // everything. Then the round goes on from version 1 as upgrades, one transaction per
-// migration, killed until head is reached, so that kills land all along the sequence.
+// migration (--commit migration: an upgrade that commits all or nothing is an install's case
+// again), killed until head is reached, so that kills land all along the sequence.
 func TestSIGKILLAtRandomMoments(t *testing.T) {
 	const (
 		migrations = 24
@@ -258,7 +259,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 	admin := connect(t, db.AdminURL)
 	ctx := context.Background()
 	env := migrationsEnv(dir)
-	args := []string{"update", "--wait-for-db", "10s", "--lock-wait", "30s", "--timeout", "60s"}
+	args := []string{"update", "--wait-for-db", "10s", "--lock-wait", "30s", "--timeout", "60s", "--commit", "migration"}
 
 	var (
 		kills, rounds int
