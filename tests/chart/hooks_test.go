@@ -355,7 +355,7 @@ func TestHookJobs(t *testing.T) {
 			{
 				name: schemaUpdateName, component: "schema-update", args: []string{"update"},
 				settings: []string{"PGHOST", "PGPORT", "PGSSLMODE", "SCHEMAHOOK_LOCK_TIMEOUT", "SCHEMAHOOK_TIMEOUT",
-					"SCHEMAHOOK_WAIT_FOR_DB", "SCHEMAHOOK_STATEMENT_TIMEOUT", "SCHEMAHOOK_ALLOW_DOWNGRADE"},
+					"SCHEMAHOOK_WAIT_FOR_DB", "SCHEMAHOOK_STATEMENT_TIMEOUT", "SCHEMAHOOK_ALLOW_DOWNGRADE", "SCHEMAHOOK_COMMIT"},
 				budget: []string{"SCHEMAHOOK_WAIT_FOR_DB", "SCHEMAHOOK_TIMEOUT"},
 			},
 			{

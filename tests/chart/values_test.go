@@ -48,6 +48,8 @@ func TestBadValuesRejected(t *testing.T) {
 			want: []string{"/schemaUpdate/waitForDatabase", "'soon' does not match"}},
 		{name: "negative statementTimeout", base: on, bad: []string{"schemaUpdate.statementTimeout=-1s"},
 			want: []string{"/schemaUpdate/statementTimeout", "does not match"}},
+		{name: "commit neither release nor migration", base: on, bad: []string{"schemaUpdate.commit=each"},
+			want: []string{"/schemaUpdate/commit", "value must be one of"}},
 		{name: "statementTimeout a bare number", base: on, bad: []string{"schemaUpdate.statementTimeout=5"},
 			want: []string{"/schemaUpdate/statementTimeout", "maximum: got 5, want 0"}},
 		{name: "backoffLimit above 1", base: on, bad: []string{"schemaUpdate.backoffLimit=2"},

@@ -223,6 +223,7 @@ SCHEMAHOOK_LOCK_TIMEOUT: {{ .Values.schemaUpdate.lockTimeout | quote }}
 SCHEMAHOOK_TIMEOUT: {{ .Values.schemaUpdate.timeout | quote }}
 SCHEMAHOOK_WAIT_FOR_DB: {{ .Values.schemaUpdate.waitForDatabase | quote }}
 SCHEMAHOOK_STATEMENT_TIMEOUT: {{ .Values.schemaUpdate.statementTimeout | quote }}
+SCHEMAHOOK_COMMIT: {{ .Values.schemaUpdate.commit | quote }}
 {{- if include "schemahook.schemaUpdate.needsRBAC" . }}
 SCHEMAHOOK_STOP_WORKLOADS: {{ .Values.schemaUpdate.stopWorkloads.selector | quote }}
 SCHEMAHOOK_STOP_TIMEOUT: {{ .Values.schemaUpdate.stopWorkloads.timeout | quote }}
