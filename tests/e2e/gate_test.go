@@ -18,7 +18,10 @@ import (
 // is Ready. Turning updateSchema on for the next upgrade applies the migration and the waiting
 // pods start.
 func TestGateHoldsPodsUntilSchemaUpdated(t *testing.T) {
-	s := setup(t)
+	helmMajors(t, testGateHoldsPodsUntilSchemaUpdated)
+}
+
+func testGateHoldsPodsUntilSchemaUpdated(t *testing.T, s *suite) {
 	s.migrationsConfigMap("migrations-v4", exampleMigrations(t, 4))
 	s.migrationsConfigMap("migrations-v5", exampleMigrations(t, 5))
 

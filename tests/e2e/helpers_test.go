@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/strvals"
+	action4 "helm.sh/helm/v4/pkg/action"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -41,8 +42,9 @@ import (
 
 const (
 	// The charts, relative to this package.
-	exampleAppDir = "../../charts/example-app"
-	schemahookDir = "../../charts/schemahook"
+	chartsDir     = "../../charts"
+	exampleAppDir = chartsDir + "/example-app"
+	schemahookDir = chartsDir + "/schemahook"
 
 	releaseName = "demo"
 	// Names the charts derive from releaseName (example-app's fullname and the dependency's
@@ -74,6 +76,13 @@ type suite struct {
 	rest   *rest.Config
 	db     *pgx.Conn // superuser, connected to the test's database
 	helm   *action.Configuration
+	// major is the Helm major whose SDK s.install, s.upgrade, s.rollback, s.lastRelease and
+	// s.helmTest use: 3 (helm, from setup), or 4 (helm4, from helmMajors).
+	major int
+	helm4 *action4.Configuration
+	// charts is the directory holding example-app and schemahook that s.install and
+	// s.upgrade release ("" is this tree's charts/); a test may point it at an older tree.
+	charts string
 
 	mu       sync.Mutex
 	hookLogs strings.Builder // every line Helm streamed from hook and test pods
@@ -100,7 +109,7 @@ func setup(t *testing.T) *suite {
 	if len(base) > 30 {
 		base = base[:30]
 	}
-	s := &suite{t: t, env: e, kube: kube, rest: cfg, ns: "e2e-" + base + "-" + id, dbName: "e2e_" + base + "_" + id}
+	s := &suite{t: t, env: e, kube: kube, rest: cfg, ns: "e2e-" + base + "-" + id, dbName: "e2e_" + base + "_" + id, major: 3}
 
 	// The database, owned by the application's role: the hook runs as that role, like in
 	// production, and creates its tables in the public schema it owns.
@@ -226,15 +235,19 @@ func (s *suite) helmConfig() *action.Configuration {
 	if err := cfg.Init(flags, s.ns, "secret", func(format string, v ...any) { s.t.Logf("helm: "+format, v...) }); err != nil {
 		s.t.Fatalf("helm init: %v", err)
 	}
-	cfg.SetHookOutputFunc(func(_, pod, container string) io.Writer {
-		return &lineWriter{fn: func(line string) {
-			s.t.Logf("hook %s/%s: %s", pod, container, line)
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			fmt.Fprintf(&s.hookLogs, "%s/%s: %s\n", pod, container, line)
-		}}
-	})
+	cfg.SetHookOutputFunc(s.hookOutput)
 	return cfg
+}
+
+// hookOutput is the writer Helm (3 and 4) streams a hook pod's log to: each line goes to the
+// test log and to s.hookLogs.
+func (s *suite) hookOutput(_, pod, container string) io.Writer {
+	return &lineWriter{fn: func(line string) {
+		s.t.Logf("hook %s/%s: %s", pod, container, line)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		fmt.Fprintf(&s.hookLogs, "%s/%s: %s\n", pod, container, line)
+	}}
 }
 
 // takeHookLogs returns the hook log lines Helm streamed since the last call.
@@ -268,16 +281,30 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 // stale copy if someone did.
 func loadChart(t *testing.T) *chart.Chart {
 	t.Helper()
-	ch, err := loader.Load(exampleAppDir)
+	return loadChartFrom(t, chartsDir)
+}
+
+// loadChartFrom is loadChart for the example-app and schemahook charts under dir.
+func loadChartFrom(t *testing.T, dir string) *chart.Chart {
+	t.Helper()
+	ch, err := loader.Load(filepath.Join(dir, "example-app"))
 	if err != nil {
-		t.Fatalf("loading %s: %v", exampleAppDir, err)
+		t.Fatalf("loading %s/example-app: %v", dir, err)
 	}
-	dep, err := loader.Load(schemahookDir)
+	dep, err := loader.Load(filepath.Join(dir, "schemahook"))
 	if err != nil {
-		t.Fatalf("loading %s: %v", schemahookDir, err)
+		t.Fatalf("loading %s/schemahook: %v", dir, err)
 	}
 	ch.SetDependencies(dep)
 	return ch
+}
+
+// chartsDir is the directory s.install and s.upgrade release charts from.
+func (s *suite) chartsDir() string {
+	if s.charts != "" {
+		return s.charts
+	}
+	return chartsDir
 }
 
 // values are the release's values as `helm --set` would build them: the harness image, the
@@ -328,11 +355,14 @@ func splitImage(ref string) (repo, tag string) {
 // install is `helm install demo charts/example-app -n <ns> [--wait] --timeout 2m`.
 func (s *suite) install(vals map[string]any, wait bool) (*release.Release, error) {
 	s.t.Helper()
+	if s.major == 4 {
+		return s.install4(vals, wait)
+	}
 	in := action.NewInstall(s.helm)
 	in.ReleaseName, in.Namespace = releaseName, s.ns
 	in.Wait, in.Timeout = wait, helmTimeout
 	start := time.Now()
-	rel, err := in.Run(loadChart(s.t), vals)
+	rel, err := in.Run(loadChartFrom(s.t, s.chartsDir()), vals)
 	s.t.Logf("helm install (wait=%v): %s, error: %v", wait, time.Since(start).Round(10*time.Millisecond), err)
 	return rel, err
 }
@@ -341,21 +371,50 @@ func (s *suite) install(vals map[string]any, wait bool) (*release.Release, error
 // complete values (no --reuse-values).
 func (s *suite) upgrade(vals map[string]any, wait bool) (*release.Release, time.Duration, error) {
 	s.t.Helper()
+	return s.upgradeWith(vals, wait, false)
+}
+
+// upgradeAtomic is `helm upgrade --atomic` (Helm 4: --rollback-on-failure): on failure Helm
+// rolls the release back to the last deployed revision, which waits for its resources.
+func (s *suite) upgradeAtomic(vals map[string]any) (*release.Release, time.Duration, error) {
+	s.t.Helper()
+	return s.upgradeWith(vals, true, true)
+}
+
+func (s *suite) upgradeWith(vals map[string]any, wait, atomic bool) (*release.Release, time.Duration, error) {
+	s.t.Helper()
+	if s.major == 4 {
+		return s.upgrade4(vals, wait, atomic)
+	}
 	up := action.NewUpgrade(s.helm)
 	up.Namespace = s.ns
-	up.Wait, up.Timeout = wait, helmTimeout
+	up.Wait, up.Timeout, up.Atomic = wait, helmTimeout, atomic
 	start := time.Now()
-	rel, err := up.Run(releaseName, loadChart(s.t), vals)
+	rel, err := up.Run(releaseName, loadChartFrom(s.t, s.chartsDir()), vals)
 	d := time.Since(start)
-	s.t.Logf("helm upgrade (wait=%v): %s, error: %v", wait, d.Round(10*time.Millisecond), err)
+	s.t.Logf("helm upgrade (wait=%v, atomic=%v): %s, error: %v", wait, atomic, d.Round(10*time.Millisecond), err)
 	return rel, d, err
 }
 
 // rollback is `helm rollback demo <revision> -n <ns> --wait --timeout 2m`.
 func (s *suite) rollback(revision int) error {
 	s.t.Helper()
+	return s.rollbackWith(revision, false)
+}
+
+// rollbackNoHooks is `helm rollback demo <revision> --no-hooks --wait --timeout 2m`: no guard.
+func (s *suite) rollbackNoHooks(revision int) error {
+	s.t.Helper()
+	return s.rollbackWith(revision, true)
+}
+
+func (s *suite) rollbackWith(revision int, noHooks bool) error {
+	s.t.Helper()
+	if s.major == 4 {
+		return s.rollback4(revision, noHooks)
+	}
 	rb := action.NewRollback(s.helm)
-	rb.Version = revision
+	rb.Version, rb.DisableHooks = revision, noHooks
 	rb.Wait, rb.Timeout = true, helmTimeout
 	start := time.Now()
 	err := rb.Run(releaseName)
@@ -366,11 +425,34 @@ func (s *suite) rollback(revision int) error {
 // lastRelease is the newest revision of the release, whatever its status.
 func (s *suite) lastRelease() *release.Release {
 	s.t.Helper()
+	if s.major == 4 {
+		return s.lastRelease4()
+	}
 	rel, err := s.helm.Releases.Last(releaseName)
 	if err != nil {
 		s.t.Fatalf("reading the release: %v", err)
 	}
 	return rel
+}
+
+// helmTest is `helm test demo -n <ns> --timeout 2m`: it returns the release with its test
+// hooks' last runs.
+func (s *suite) helmTest() (*release.Release, error) {
+	s.t.Helper()
+	start := time.Now()
+	var (
+		rel *release.Release
+		err error
+	)
+	if s.major == 4 {
+		rel, err = s.helmTest4()
+	} else {
+		rt := action.NewReleaseTesting(s.helm)
+		rt.Namespace, rt.Timeout = s.ns, helmTimeout
+		rel, err = rt.Run(releaseName)
+	}
+	s.t.Logf("helm %d test: %s, error: %v", s.major, time.Since(start).Round(10*time.Millisecond), err)
+	return rel, err
 }
 
 // Migrations ------------------------------------------------------------------------------------

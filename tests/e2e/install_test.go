@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
 )
 
@@ -22,8 +21,9 @@ var (
 // no hook object is left; every pod (hook, gate, app, test) is admitted under Pod Security
 // "restricted" (checked for every test when it ends, from the namespace's events and the API
 // server's warnings).
-func TestInstallAndUpgrade(t *testing.T) {
-	s := setup(t)
+func TestInstallAndUpgrade(t *testing.T) { helmMajors(t, testInstallAndUpgrade) }
+
+func testInstallAndUpgrade(t *testing.T, s *suite) {
 	s.migrationsConfigMap("migrations-v4", exampleMigrations(t, 4))
 	s.migrationsConfigMap("migrations-v5", exampleMigrations(t, 5))
 
@@ -88,11 +88,7 @@ func TestInstallAndUpgrade(t *testing.T) {
 	s.assertNoHookObjects("after the upgrade with nothing pending")
 
 	// 6. `helm test`: the test pod runs `schemahook check` and is removed once it passes.
-	rt := action.NewReleaseTesting(s.helm)
-	rt.Namespace, rt.Timeout = s.ns, helmTimeout
-	start := time.Now()
-	tested, err := rt.Run(releaseName)
-	t.Logf("helm test: %s, error: %v", time.Since(start).Round(10*time.Millisecond), err)
+	tested, err := s.helmTest()
 	if err != nil {
 		t.Fatalf("helm test: %v", err)
 	}

@@ -96,8 +96,9 @@ func templateHashes(pods []corev1.Pod) []string {
 // app to 0 and waits until its pods are gone before it migrates; the upgrade then brings the app
 // back at its manifest's replicas on the new schema, and the hook's RBAC objects are gone. A
 // following no-op upgrade does not touch the app.
-func TestStopWorkloadsDuringUpgrade(t *testing.T) {
-	s := setup(t)
+func TestStopWorkloadsDuringUpgrade(t *testing.T) { helmMajors(t, testStopWorkloadsDuringUpgrade) }
+
+func testStopWorkloadsDuringUpgrade(t *testing.T, s *suite) {
 	s.migrationsConfigMap("migrations-v4", exampleMigrations(t, 4))
 	s.migrationsConfigMap("migrations-v5", exampleMigrations(t, 5))
 
