@@ -61,9 +61,32 @@ app_rootfs() {
   rm -rf "$r"
 }
 phase image app_rootfs
+# The previous released charts with their own image, built from that release's tag, for the
+# upgrade from them to this tree (TestUpgradeFromPreviousChart): its pre-upgrade hook runs this
+# tree's image on a database the previous image migrated. A clone without the tag makes that
+# test fail with SCHEMAHOOK_E2E_PREV_ERROR instead.
+PREV_TAG=schemahook-0.4.0
+PREV_IMAGE=localhost/schemahook:previous
+PREV_ARCHIVE=$REPO/bin/schemahook-previous-image.tar
+PREV_TREE=$REPO/bin/e2e-previous
+ARCHIVES=("$ARCHIVE" "$EXAMPLE_ARCHIVE" "$APP_ARCHIVE")
+previous_release() {
+  rm -rf "$PREV_TREE"
+  if ! git -C "$REPO" rev-parse -q --verify "refs/tags/$PREV_TAG^{commit}" >/dev/null; then
+    export SCHEMAHOOK_E2E_PREV_ERROR="git tag $PREV_TAG is not in this clone: fetch the tags (git fetch --tags) to test the upgrade from the previous chart"
+    log "$SCHEMAHOOK_E2E_PREV_ERROR"
+    return 0
+  fi
+  mkdir -p "$PREV_TREE"
+  git -C "$REPO" archive "$PREV_TAG" | tar -x -C "$PREV_TREE"
+  env IMAGE="$PREV_IMAGE" VERSION="$PREV_TAG" "$PREV_TREE/scripts/image.sh" "$PREV_ARCHIVE"
+  ARCHIVES+=("$PREV_ARCHIVE")
+  export SCHEMAHOOK_E2E_PREV_IMAGE=$PREV_IMAGE SCHEMAHOOK_E2E_PREV_CHARTS=$PREV_TREE/charts
+}
+phase image previous_release
 phase up "$HERE/up.sh"
 phase postgres "$HERE/postgres.sh" start
-phase load "$HERE/load-image.sh" "$ARCHIVE" "$EXAMPLE_ARCHIVE" "$APP_ARCHIVE"
+phase load "$HERE/load-image.sh" "${ARCHIVES[@]}"
 phase smoke "$HERE/smoke.sh" "$IMAGE"
 
 # The suite's settings; pg.env adds the CA file, user and database of the hook's role.
