@@ -46,7 +46,7 @@ func testAtomicUpgradeRollsBackCleanly(t *testing.T, s *suite) {
 		t.Fatal("the upgrade with a failing migration 6 succeeded")
 	}
 	logs := s.takeHookLogs()
-	s.assertLastHookLine(logs, "Error: migration 000006_atomic_second.up.sql failed at line 1 (SQLSTATE 42P01)")
+	s.assertLastHookLine(logs, schemaUpdateName, "Error: migration 000006_atomic_second.up.sql failed at line 1 (SQLSTATE 42P01)")
 	// Revision 2 failed; Helm rolled back to 1 as revision 3, whose guard found the database
 	// at its own head.
 	if rel := s.lastRelease(); rel.Version != 3 || rel.Info.Status != release.StatusDeployed {
@@ -77,8 +77,9 @@ func testAtomicUpgradeRollsBackCleanly(t *testing.T, s *suite) {
 // pending-rollback: upgrades are refused until it is cleared. The way out the chart README
 // documents: `helm rollback <release> <last deployed revision> --no-hooks` (the old pods never
 // stopped serving), then the upgrade with the migration fixed, which continues from 5.
-func TestAtomicUpgradeRefusedRollback(t *testing.T) {
-	s := setup(t)
+func TestAtomicUpgradeRefusedRollback(t *testing.T) { helmMajors(t, testAtomicUpgradeRefusedRollback) }
+
+func testAtomicUpgradeRefusedRollback(t *testing.T, s *suite) {
 	s.migrationsConfigMap("migrations-v4", exampleMigrations(t, 4))
 	s.migrationsConfigMap("migrations-v6-failing", union(exampleMigrations(t, 4), twoMigrations(false)))
 	s.migrationsConfigMap("migrations-v6-fixed", union(exampleMigrations(t, 4), twoMigrations(true)))

@@ -83,7 +83,7 @@ func testFailedMigration(t *testing.T, s *suite) {
 	if !strings.Contains(logs, "SQLSTATE 42P01") {
 		t.Errorf("Helm did not stream the failed hook's log:\n%s", logs)
 	}
-	s.assertLastHookLine(logs, "Error: migration 000005_audit_log.up.sql failed at line 8 (SQLSTATE 42P01)")
+	s.assertLastHookLine(logs, schemaUpdateName, "Error: migration 000005_audit_log.up.sql failed at line 8, column 13 (SQLSTATE 42P01)")
 	// Nothing else of the hook is left: Helm (3.19 and later) deleted the succeeded ConfigMap.
 	if left := s.hookObjects(ctx); !slices.Equal(left, []string{"Job/" + schemaUpdateName, "Pod/" + pods[0].Name}) {
 		t.Errorf("after the failure, hook objects are %v; want only the failed Job and its pod", left)

@@ -152,17 +152,19 @@ func (s *suite) helmTest4() (*release.Release, error) {
 	return s.asRelease3(rel), err
 }
 
-// assertLastHookLine checks that the last line Helm streamed of a hook pod's log (logs as
-// takeHookLogs returns them) starts with want: the binary's final plain-text error line, the
-// same on both majors, with nothing escaped.
-func (s *suite) assertLastHookLine(logs, want string) {
+// assertLastHookLine checks that the last line Helm streamed of job's pod log (logs as
+// takeHookLogs returns them; Helm may stream other hooks' logs after it, e.g. the guard of an
+// automatic rollback) starts with want: the binary's final plain-text error line, the same on
+// both majors, with nothing escaped.
+func (s *suite) assertLastHookLine(logs, job, want string) {
 	s.t.Helper()
-	lines := strings.Split(strings.TrimRight(logs, "\n"), "\n")
-	last := lines[len(lines)-1]
-	if _, line, ok := strings.Cut(last, ": "); ok {
-		last = line // drop the pod/container prefix
+	last := ""
+	for _, l := range strings.Split(logs, "\n") {
+		if pod, line, ok := strings.Cut(l, ": "); ok && strings.HasPrefix(pod, job+"-") {
+			last = line
+		}
 	}
 	if !strings.HasPrefix(last, want) || strings.Contains(last, `\"`) {
-		s.t.Errorf("the last line Helm %d showed of the failed hook is %q, want the error as plain text starting %q", s.major, last, want)
+		s.t.Errorf("the last line Helm %d showed of %s's log is %q, want the error as plain text starting %q", s.major, job, last, want)
 	}
 }

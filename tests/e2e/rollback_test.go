@@ -129,7 +129,7 @@ func testRollbackRefusedOnNewerSchema(t *testing.T, s *suite) {
 	if !strings.Contains(logs, "database is newer than this release") {
 		t.Errorf("Helm did not stream the guard's log:\n%s", logs)
 	}
-	s.assertLastHookLine(logs, "Error: database is newer than this release: rolling back to a release whose schema is version 4, but")
+	s.assertLastHookLine(logs, guardName, "Error: database is newer than this release: rolling back to a release whose schema is version 4, but")
 	pods := s.jobPods(ctx, guardName)
 	if left := s.hookObjects(ctx); len(pods) != 1 || !slices.Equal(left, []string{"Job/" + guardName, "Pod/" + pods[0].Name}) {
 		t.Errorf("after the refusal, hook objects are %v; want only the guard Job and its pod", left)
