@@ -38,6 +38,7 @@ finish() {
       [ $rc != 0 ] || rc=1
     fi
   fi
+  [ -z "${PREV_TREE:-}" ] || rm -rf "$PREV_TREE"
   printf 'timings:\n'; printf '  %s\n' "${TIMINGS[@]}"
   log "e2e-local: exit $rc"
   exit $rc
@@ -64,8 +65,8 @@ phase image app_rootfs
 # The previous released charts with their own image, built from that release's tag, for the
 # upgrade from them to this tree (TestUpgradeFromPreviousChart): its pre-upgrade hook runs this
 # tree's image on a database the previous image migrated. A clone without the tag makes that
-# test fail with SCHEMAHOOK_E2E_PREV_ERROR instead.
-PREV_TAG=schemahook-0.4.0
+# test fail with SCHEMAHOOK_E2E_PREV_ERROR instead. The tag is in tests/e2e/previous-release.
+PREV_TAG=$(cat "$REPO/tests/e2e/previous-release")
 PREV_IMAGE=localhost/schemahook:previous
 PREV_ARCHIVE=$REPO/bin/schemahook-previous-image.tar
 PREV_TREE=$REPO/bin/e2e-previous
