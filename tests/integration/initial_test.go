@@ -423,3 +423,60 @@ func TestPlanShowsInitialInstallTransactions(t *testing.T) {
 		t.Errorf("per-migration upgrade plan has %d BEGINs, want 3 (one per transactional migration), and no word of one transaction:\n%s", n, plan)
 	}
 }
+
+// A lock timeout in an upgrade that commits all or nothing retries the whole group: while the
+// holder keeps the lock, nothing of the group is visible (the database stays at version 1),
+// and once it lets go the group lands; only the migration that waited records retries.
+func TestUpgradeGroupRetriesLockTimeouts(t *testing.T) {
+	ctx := ctxT(t, 2*time.Minute)
+	db := pgtest.New(t)
+	files := map[string]string{
+		"000001_a.up.sql": "CREATE TABLE a (id int);\n", "000001_a.down.sql": "DROP TABLE a;\n",
+		"000002_b.up.sql": "CREATE TABLE b (id int);\n", "000002_b.down.sql": "DROP TABLE b;\n",
+		"000003_alter.up.sql": "ALTER TABLE a ADD COLUMN note text;\n", "000003_alter.down.sql": "ALTER TABLE a DROP COLUMN note;\n",
+		"000004_d.up.sql": "CREATE TABLE d (id int);\n", "000004_d.down.sql": "DROP TABLE d;\n",
+	}
+	if _, err := newRunner(t, db, writeDir(t, upTo(files, 1)), pgdriver.Options{}).Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	holder := db.Conn(t)
+	if _, err := holder.Exec(ctx, "BEGIN; SELECT * FROM a;"); err != nil {
+		t.Fatal(err)
+	}
+	r, _, logs := loggedRunner(t, db, writeDir(t, files), pgdriver.Options{LockTimeout: 100 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { _, err := r.Update(ctx); done <- err }()
+	time.Sleep(1500 * time.Millisecond)
+	c := db.Conn(t)
+	if v, dirty := versionRow(t, c); v != 1 || dirty || tableExists(t, c, "b") {
+		t.Errorf("while migration 3 waits: version (%d, %t), table b exists %t; want (1, false) and no b", v, dirty, tableExists(t, c, "b"))
+	}
+	if _, err := holder.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("update did not finish after the holder ended")
+	}
+	rows, _ := c.Query(ctx, "SELECT version::int, retries FROM schemahook_history ORDER BY version")
+	type row struct{ Version, Retries int }
+	hist, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil || len(hist) != 4 {
+		t.Fatalf("history %+v, %v", hist, err)
+	}
+	if hist[2].Retries < 2 || hist[1].Retries != 0 || hist[3].Retries != 0 {
+		t.Errorf("history %+v: want retries on version 3 only", hist)
+	}
+	for _, w := range []string{`msg="applying migrations in one transaction" migrations="migrations 2–4"`, `msg="lock not available, retrying" version=3`} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %s:\n%s", w, logs)
+		}
+	}
+	if vs, _ := appliedLines(t, logs.String()); !slices.Equal(vs, []int{2, 3, 4}) {
+		t.Errorf("applied lines for %v, want [2 3 4]", vs)
+	}
+}
