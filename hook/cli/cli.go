@@ -94,7 +94,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		msg := dbconn.Redact(err.Error())
 		switch {
 		case code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible):
-			fmt.Fprintf(stderr, "%s (see 'schemahook %s --help')\n", finalLine(msg), commandName(root, args))
+			fmt.Fprintf(stderr, "%s (see '%s --help')\n", finalLine(msg), strings.TrimSpace("schemahook "+commandName(root, args)))
 		case a.log != nil:
 			a.log.Error(msg, "exit_code", code)
 			if !isTerminal(stderr) {
