@@ -8,7 +8,7 @@ BIN      := bin/schemahook
 IMAGE_ARCHIVE := bin/schemahook-image.tar
 GOFLAGS_STATIC := CGO_ENABLED=0 GOFLAGS=-trimpath
 
-.PHONY: help build demo test test-unit test-integration test-chart lint image e2e-local bench diagram clean
+.PHONY: help build demo test test-unit test-integration test-chart lint check-chart-versions image e2e-local bench diagram clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ lint: ## gofmt, go vet, staticcheck
 	cd tests/bench && go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	cd tests && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	./scripts/check-chart-versions.sh
+
+check-chart-versions: ## fail when a chart changed since its release tag (<chart>-<version>) without a version bump
+	./scripts/check-chart-versions.sh
 
 image: ## OCI image archive of the hook, built without Docker (bin/schemahook-image.tar)
 	./scripts/image.sh $(IMAGE_ARCHIVE)
