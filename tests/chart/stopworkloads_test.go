@@ -121,9 +121,9 @@ func TestStopWorkloadsRBACIsMinimal(t *testing.T) {
 	})
 }
 
-// TestStopWorkloadsOffRendersNothing: without stopWorkloads (the default), or with it on but the
-// schema update off, there is no ServiceAccount, Role or RoleBinding, no stop setting, and no pod
-// gets a token.
+// TestStopWorkloadsOffRendersNothing: without stopWorkloads (the default), or with only a selector,
+// there is no ServiceAccount, Role or RoleBinding, no stop setting, and no pod gets a token. (On
+// with the schema update off is rejected: TestValidationRules.)
 func TestStopWorkloadsOffRendersNothing(t *testing.T) {
 	forEachHelm(t, func(t *testing.T, sdk helm) {
 		for _, c := range charts(t) {
@@ -131,7 +131,6 @@ func TestStopWorkloadsOffRendersNothing(t *testing.T) {
 			for name, sets := range map[string][]string{
 				"default":                      {p + "config.updateSchema=true", p + "database.host=pg.example"},
 				"selector without enabled":     {p + "config.updateSchema=true", p + "database.host=pg.example", p + "schemaUpdate.stopWorkloads.selector=app=web"},
-				"enabled without updateSchema": {p + "database.host=pg.example", p + "schemaUpdate.stopWorkloads.enabled=true", p + "schemaUpdate.stopWorkloads.selector=app=web"},
 			} {
 				t.Run(c.name+"/"+name, func(t *testing.T) {
 					objs := objects(t, mustRender(t, sdk, c.load(t), vals(t, sets...)))
