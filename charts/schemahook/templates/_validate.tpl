@@ -123,7 +123,8 @@ syntax.
 {{- $name := "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?" }}
 {{- $key := printf "([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?%s" $name }}
 {{- $value := printf "(%s)?" $name }}
-{{- $set := printf "\\(\\s*%s(\\s*,\\s*%s)*\\s*\\)" $value $value }}
+{{- /* A set holds at least one non-empty value: Kubernetes rejects "()". */}}
+{{- $set := printf "\\(\\s*(%s\\s*,\\s*)*%s(\\s*,\\s*%s)*\\s*\\)" $value $name $value }}
 {{- $req := printf "\\s*(!\\s*%s|%s\\s*(==|=|!=)\\s*%s|%s\\s+(in|notin)\\s*%s|%s)\\s*" $key $key $value $key $set $key }}
 {{- if not (regexMatch (printf "^%s(,%s)*$" $req $req) $sw.selector) }}
 {{- fail (printf "schemaUpdate.stopWorkloads.selector %q is not a Kubernetes label selector: use comma-separated requirements such as app.kubernetes.io/name=my-app, tier!=db, app in (a,b), !canary (keys and values: letters, digits, '-', '_', '.'; no spaces inside; with --set, escape commas as \\,)" $sw.selector) }}
