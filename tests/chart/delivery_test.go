@@ -12,7 +12,7 @@ import (
 )
 
 // consumerDeployment is the Deployment `helm create` writes, with volumes of its own, plus the
-// gate exactly as the README tells a consumer to add it.
+// gate exactly as the README tells a consumer to add it, guarded for `condition: schemahook.enabled`.
 const consumerDeployment = `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -32,7 +32,9 @@ spec:
         seccompProfile:
           type: RuntimeDefault
       initContainers:
-        {{- include "schemahook.gate.initContainer" .Subcharts.schemahook | nindent 8 }}
+        {{- with .Subcharts.schemahook }}
+        {{- include "schemahook.gate.initContainer" . | nindent 8 }}
+        {{- end }}
       containers:
         - name: consumer
           image: "nginx:1.27"
@@ -44,13 +46,17 @@ spec:
             {{- toYaml . | nindent 12 }}
           {{- end }}
       volumes:
-        {{- include "schemahook.gate.volumes" .Subcharts.schemahook | nindent 8 }}
+        {{- with .Subcharts.schemahook }}
+        {{- include "schemahook.gate.volumes" . | nindent 8 }}
+        {{- end }}
         {{- with .Values.volumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
 `
 
-const consumerMigrations = `{{- include "schemahook.migrations.configMap" (dict "ctx" .Subcharts.schemahook "files" (.Files.Glob "migrations/*.sql")) }}
+const consumerMigrations = `{{- with .Subcharts.schemahook }}
+{{- include "schemahook.migrations.configMap" (dict "ctx" . "files" ($.Files.Glob "migrations/*.sql")) }}
+{{- end }}
 `
 
 // consumerChart is a parent chart of schemahook with a helm-create Deployment that already has a
