@@ -129,8 +129,8 @@ func TestStopWorkloadsOffRendersNothing(t *testing.T) {
 		for _, c := range charts(t) {
 			p := c.prefix
 			for name, sets := range map[string][]string{
-				"default":                      {p + "config.updateSchema=true", p + "database.host=pg.example"},
-				"selector without enabled":     {p + "config.updateSchema=true", p + "database.host=pg.example", p + "schemaUpdate.stopWorkloads.selector=app=web"},
+				"default":                  {p + "config.updateSchema=true", p + "database.host=pg.example"},
+				"selector without enabled": {p + "config.updateSchema=true", p + "database.host=pg.example", p + "schemaUpdate.stopWorkloads.selector=app=web"},
 			} {
 				t.Run(c.name+"/"+name, func(t *testing.T) {
 					objs := objects(t, mustRender(t, sdk, c.load(t), vals(t, sets...)))
