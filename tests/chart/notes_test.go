@@ -23,7 +23,8 @@ func TestNotesSayWhetherTheSchemaWasUpdated(t *testing.T) {
 				{
 					name: "off",
 					sets: []string{p + "database.host=pg.example"},
-					want: []string{"SCHEMA NOT UPDATED", "--set " + p + "config.updateSchema=true", "helm test " + releaseName,
+					want: []string{"SCHEMA NOT UPDATED", "--reset-then-reuse-values --set " + p + "config.updateSchema=true", "helm test " + releaseName,
+						"Do not add --wait, --atomic or --rollback-on-failure", "context deadline exceeded",
 						"ROLLBACK GUARD", "pre-rollback hook Job " + rollbackGuardName, "stops the rollback", "(" + p + "config.allowDowngrade is false)"},
 					notWant: "SCHEMA UPDATED",
 				},
@@ -67,6 +68,10 @@ func TestNotesSayWhetherTheSchemaWasUpdated(t *testing.T) {
 					}
 					if strings.Contains(notes, tc.notWant) {
 						t.Errorf("notes say %q:\n%s", tc.notWant, notes)
+					}
+					// --reuse-values keeps the previous chart version's defaults: never recommend it.
+					if strings.Contains(notes, " --reuse-values") {
+						t.Errorf("notes recommend --reuse-values:\n%s", notes)
 					}
 				})
 			}
