@@ -24,8 +24,8 @@ func TestBadValuesRejected(t *testing.T) {
 			bad    []string
 			mutate func(chartYAML string) string
 			// want are fragments the error must contain: where the problem is (the value's path, the
-		// offending key or value). For schema errors that is all: the rest of the text is the
-		// schema validator's, which is not the chart's to promise.
+			// offending key or value). For schema errors that is all: the rest of the text is the
+			// schema validator's, which is not the chart's to promise.
 			want []string
 		}{
 			{name: "updateSchema not a boolean", bad: []string{"config.updateSchema=yes"},
