@@ -13,6 +13,22 @@ before 0.5.0 and upgraded with --reuse-values has no `enabled` key: absent means
 {{- if or (not (hasKey .Values "enabled")) .Values.enabled }}true{{ end }}
 {{- end }}
 
+{{/*
+A value by its dotted path, as a string, or the given default when the path is missing. Read every
+value added after chart 0.4.0 through it (or `dig` on a nested map): `helm upgrade --reuse-values`
+renders the templates with the values stored in the release, made by the older chart, where newer
+keys do not exist (the chart tests upgrade from the previous release to catch a direct read).
+Call with (list $ "config.helmTimeout" "5m").
+*/}}
+{{- define "schemahook.get" -}}
+{{- $v := (index . 0).Values }}
+{{- $found := true }}
+{{- range splitList "." (index . 1) }}
+{{- if and $found (kindIs "map" $v) (hasKey $v .) }}{{ $v = index $v . }}{{ else }}{{ $found = false }}{{ end }}
+{{- end }}
+{{- if and $found (not (kindIs "invalid" $v)) }}{{ $v }}{{ else }}{{ index . 2 }}{{ end }}
+{{- end }}
+
 {{/* The chart name, or nameOverride. */}}
 {{- define "schemahook.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}

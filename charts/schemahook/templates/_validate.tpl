@@ -142,7 +142,7 @@ Job running). Also lockTimeout: "0" means no lock timeout at all in PostgreSQL.
 */}}
 {{- define "schemahook.validate.timeouts" -}}
 {{- $su := .Values.schemaUpdate }}
-{{- $helm := include "schemahook.seconds" (dig "helmTimeout" "5m" .Values.config) | float64 }}
+{{- $helm := include "schemahook.seconds" (include "schemahook.get" (list . "config.helmTimeout" "5m")) | float64 }}
 {{- if eq (include "schemahook.seconds" $su.lockTimeout | float64) 0.0 }}
 {{- fail (printf "schemaUpdate.lockTimeout %q turns PostgreSQL's lock_timeout off: a migration statement would wait behind any long transaction while every query queues behind it; set a duration such as 200ms (statementTimeout is the one that \"0\" turns off)" (toString $su.lockTimeout)) }}
 {{- end }}
@@ -152,7 +152,7 @@ Job running). Also lockTimeout: "0" means no lock timeout at all in PostgreSQL.
 {{- fail (printf "schemaUpdate.timeout (%s) + schemaUpdate.waitForDatabase (%s) = %vs is not below schemaUpdate.activeDeadlineSeconds (%v): Kubernetes would kill the Job before schemahook gives up with its own error; raise activeDeadlineSeconds or lower the two durations" $su.timeout $su.waitForDatabase $budget $su.activeDeadlineSeconds) }}
 {{- end }}
 {{- if ge (float64 $su.activeDeadlineSeconds) $helm }}
-{{- fail (printf "schemaUpdate.activeDeadlineSeconds (%v) is not below config.helmTimeout (%s, Helm's --timeout for each hook): Helm would stop waiting and leave the Job running; lower activeDeadlineSeconds, or run helm with a longer --timeout and set config.helmTimeout to it" $su.activeDeadlineSeconds (dig "helmTimeout" "5m" .Values.config)) }}
+{{- fail (printf "schemaUpdate.activeDeadlineSeconds (%v) is not below config.helmTimeout (%s, Helm's --timeout for each hook): Helm would stop waiting and leave the Job running; lower activeDeadlineSeconds, or run helm with a longer --timeout and set config.helmTimeout to it" $su.activeDeadlineSeconds (include "schemahook.get" (list . "config.helmTimeout" "5m"))) }}
 {{- end }}
 {{- if $su.stopWorkloads.enabled }}
 {{- if ge (include "schemahook.seconds" $su.stopWorkloads.timeout | float64) (include "schemahook.seconds" $su.timeout | float64) }}
@@ -166,7 +166,7 @@ Job running). Also lockTimeout: "0" means no lock timeout at all in PostgreSQL.
 {{- fail (printf "rollbackGuard.activeDeadlineSeconds (%v) is not above schemaUpdate.waitForDatabase (%s), which the guard waits for the database: Kubernetes would kill the guard while it waits; raise rollbackGuard.activeDeadlineSeconds or lower waitForDatabase" $guard $su.waitForDatabase) }}
 {{- end }}
 {{- if ge (float64 $guard) $helm }}
-{{- fail (printf "rollbackGuard.activeDeadlineSeconds (%v) is not below config.helmTimeout (%s, Helm's --timeout for each hook): Helm would stop waiting and leave the guard running; lower it, or run helm rollback with a longer --timeout and set config.helmTimeout to it" $guard (dig "helmTimeout" "5m" .Values.config)) }}
+{{- fail (printf "rollbackGuard.activeDeadlineSeconds (%v) is not below config.helmTimeout (%s, Helm's --timeout for each hook): Helm would stop waiting and leave the guard running; lower it, or run helm rollback with a longer --timeout and set config.helmTimeout to it" $guard (include "schemahook.get" (list . "config.helmTimeout" "5m"))) }}
 {{- end }}
 {{- end }}
 {{- end }}
