@@ -1,9 +1,11 @@
 package chart_test
 
 import (
+	"github.com/Masterminds/semver/v3"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
 )
@@ -87,4 +89,30 @@ func TestCheckChartVersions(t *testing.T) {
 		"charts/demo changed since base, which has version 0.2.0: bump version in charts/demo/Chart.yaml above it")
 	write("charts/demo/Chart.yaml", chartYAML("0.2.1"))
 	check("bumped above the base", []string{"CHART_BASE_REF=base"}, true, "demo-0.2.1, unreleased")
+}
+
+// TestExampleAppAcceptsTheLocalSchemahook: example-app's dependency range accepts this tree's
+// schemahook version, or `helm dependency build` (and ct) would refuse the local chart after a
+// version bump.
+func TestExampleAppAcceptsTheLocalSchemahook(t *testing.T) {
+	var app struct {
+		Dependencies []struct{ Name, Version string }
+	}
+	var sh struct{ Version string }
+	for path, v := range map[string]any{exampleAppDir + "/Chart.yaml": &app, schemahookDir + "/Chart.yaml": &sh} {
+		b, err := os.ReadFile(path)
+		if err != nil || yaml.Unmarshal(b, v) != nil {
+			t.Fatalf("reading %s: %v", path, err)
+		}
+	}
+	if len(app.Dependencies) != 1 || app.Dependencies[0].Name != "schemahook" {
+		t.Fatalf("example-app dependencies %+v, want schemahook alone", app.Dependencies)
+	}
+	c, err := semver.NewConstraint(app.Dependencies[0].Version)
+	if err != nil {
+		t.Fatalf("example-app's schemahook range %q: %v", app.Dependencies[0].Version, err)
+	}
+	if !c.Check(semver.MustParse(sh.Version)) {
+		t.Errorf("example-app's schemahook range %q does not accept the local schemahook %s", app.Dependencies[0].Version, sh.Version)
+	}
 }
