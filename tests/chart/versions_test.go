@@ -1,13 +1,14 @@
 package chart_test
 
 import (
-	"github.com/Masterminds/semver/v3"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
+
+	"github.com/Masterminds/semver/v3"
+	"sigs.k8s.io/yaml"
 )
 
 // TestCheckChartVersions runs scripts/check-chart-versions.sh (make check-chart-versions, part of
