@@ -52,6 +52,9 @@ var (
 	schemaUpdateEvents  = []release.HookEvent{release.HookPreInstall, release.HookPreUpgrade}
 	rollbackGuardEvents = []release.HookEvent{release.HookPreRollback}
 	hookDeletePolicies  = []release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded}
+	// The Jobs' supporting objects are HookFailed too: Argo CD deletes them after a failed sync
+	// (HookSucceeded only acts when the whole operation succeeds); the failed Job stays for its logs.
+	supportDeletePolicies = []release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded, release.HookFailed}
 )
 
 // Object names of the release rendered as releaseName with the schemahook chart's defaults.
