@@ -96,8 +96,9 @@ func (w *world) newApplication() *application {
 	return a
 }
 
-// engineLogger sends gitops-engine's log lines to the test log while the test runs, and drops
-// those of goroutines that outlive it.
+// engineLogger sends gitops-engine's log lines about the operation's phase, applies and
+// failures to the test log while the test runs (the rest repeats each pass's task list), and
+// drops those of goroutines that outlive it.
 func engineLogger(t *testing.T) logr.Logger {
 	var mu sync.Mutex
 	done := false
@@ -105,7 +106,9 @@ func engineLogger(t *testing.T) logr.Logger {
 	return funcr.New(func(prefix, args string) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !done {
+		keep := strings.Contains(args, "operation state") || strings.Contains(args, "Adding resource result") ||
+			strings.Contains(strings.ToLower(args), "fail") || strings.Contains(args, `"error"`)
+		if !done && keep {
 			t.Logf("gitops-engine: %s %s", prefix, args)
 		}
 	}, funcr.Options{Verbosity: 0})
