@@ -176,13 +176,14 @@ type operation struct {
 	results  []common.ResourceSyncResult
 	took     time.Duration
 	passes   int
+	delays   int               // Argo CD's 2 s waits after a sync wave that was not the last
 	jobLogs  map[string]string // hook Job name → the log of its last pod that ran to the end
 	applied  []string          // "Kind/name" of every resource and hook the operation ran
 	failures []string          // the results that failed, with their messages
 }
 
 func (o operation) String() string {
-	return fmt.Sprintf("%s in %s (%d passes): %s", o.phase, o.took.Round(10*time.Millisecond), o.passes, o.message)
+	return fmt.Sprintf("%s in %s (%d passes, %d wave delays): %s", o.phase, o.took.Round(10*time.Millisecond), o.passes, o.delays, o.message)
 }
 
 // sync runs one sync operation (`argocd app sync`, or an automated sync) of the rendered
@@ -226,6 +227,7 @@ func (a *application) sync(vals map[string]any) operation {
 			gosync.WithManifestValidation(true),
 			gosync.WithSyncWaveHook(func(_ common.SyncPhase, _ int, finalWave bool) error {
 				if !finalWave {
+					op.delays++
 					time.Sleep(syncWaveDelay)
 				}
 				return nil

@@ -46,8 +46,12 @@ func TestArgoCDFirstAndRepeatedSync(t *testing.T) {
 	if !strings.Contains(log, "schema is current") || strings.Contains(log, "schema updated") || strings.Contains(log, "initializing") {
 		t.Errorf("the second sync's hook was not a no-op:\n%s", log)
 	}
-	t.Logf("no-op sync: %s in %d passes (first sync: %s)", second.took.Round(10*time.Millisecond), second.passes, first.took.Round(10*time.Millisecond))
-	// One PreSync wave: one 2 s wave delay, the hook's pod, and the Sync phase's apply.
+	t.Logf("no-op sync: %s, %d passes, %d wave delays of %s (first sync: %s)", second.took.Round(10*time.Millisecond),
+		second.passes, second.delays, syncWaveDelay, first.took.Round(10*time.Millisecond))
+	// One PreSync wave, then the Sync phase: one 2 s wave delay, not one per hook weight.
+	if second.delays != 1 {
+		t.Errorf("the no-op sync waited after %d sync waves, want 1 (one PreSync wave)", second.delays)
+	}
 	if second.took > 20*time.Second {
 		t.Errorf("the no-op sync took %s", second.took)
 	}
