@@ -2,7 +2,8 @@
 # e2e-local.sh [go test args...]: the e2e suite on a local real-node cluster, from a clean clone.
 #
 #   build.sh (cached) -> scripts/image.sh -> up.sh -> postgres.sh start -> load-image.sh
-#   -> smoke.sh -> go test ./e2e/... (in tests/) -> down.sh (always) -> leak check
+#   -> smoke.sh -> go test ./e2e/... (in tests/) -> go test (in tests/argocd) -> down.sh (always)
+#   -> leak check
 #
 # Extra arguments go to `go test` (e.g. -run TestUpgrade). SCHEMAHOOK_E2E_KEEP=1 leaves the
 # cluster up afterwards (KUBECONFIG is printed; tear it down with down.sh).
