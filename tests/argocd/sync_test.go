@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 var (
@@ -137,7 +138,8 @@ func failedSync(t *testing.T, inline bool) {
 }
 
 // (d) updateSchema=false with a pending migration: the sync succeeds at once; the new pods wait
-// in their gate, the old ones serve, and the Application is Progressing, not Healthy.
+// in their gate, the old ones serve, and the Application is Progressing, not Healthy, until the
+// Deployment's progressDeadlineSeconds makes it Degraded.
 func TestArgoCDPendingWithoutUpdate(t *testing.T) {
 	w := setup(t)
 	w.migrationsConfigMap("migrations-v4", exampleMigrations(t, 4))
@@ -168,6 +170,15 @@ func TestArgoCDPendingWithoutUpdate(t *testing.T) {
 	if status != health.HealthStatusProgressing {
 		t.Errorf("the Application is %s while its new pods wait for the schema, want Progressing", status)
 	}
+
+	// Degraded comes only from the Deployment's progressDeadlineSeconds (600 s unless the chart
+	// sets it): with a short one, the held rollout turns the Application Degraded.
+	patch := []byte(`{"spec":{"progressDeadlineSeconds":10}}`)
+	if _, err := w.kube.AppsV1().Deployments(w.ns).Patch(ctx, deploymentName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("setting progressDeadlineSeconds: %v", err)
+	}
+	took := a.waitHealth(v5, health.HealthStatusDegraded, time.Minute)
+	t.Logf("Application Degraded %s after progressDeadlineSeconds was set to 10", took.Round(100*time.Millisecond))
 }
 
 // (e) an older revision after a newer schema: the update Job refuses it and names
