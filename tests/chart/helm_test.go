@@ -117,6 +117,7 @@ const (
 	evTest         = "test"
 	policyBefore   = "before-hook-creation"
 	policySuccess  = "hook-succeeded"
+	policyFailed   = "hook-failed"
 	logOnSucceeded = "hook-succeeded"
 	logOnFailed    = "hook-failed"
 )

@@ -45,6 +45,9 @@ var (
 	schemaUpdateEvents  = []string{evPreInstall, evPreUpgrade}
 	rollbackGuardEvents = []string{evPreRollback}
 	hookDeletePolicies  = []string{policyBefore, policySuccess}
+	// The Jobs' supporting objects are hook-failed too: Argo CD deletes them after a failed sync
+	// (HookSucceeded only acts when the whole operation succeeds); the failed Job stays for its logs.
+	supportDeletePolicies = []string{policyBefore, policySuccess, policyFailed}
 )
 
 // Object names of the release rendered as releaseName with the schemahook chart's defaults.

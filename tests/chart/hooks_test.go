@@ -140,8 +140,8 @@ func TestHooksFollowValues(t *testing.T) {
 							if h.Weight != w.weight {
 								t.Errorf("%s: weight %d, want %d", key, h.Weight, w.weight)
 							}
-							if !sameSet(h.DeletePolicies, hookDeletePolicies) {
-								t.Errorf("%s: delete policies %v, want %v", key, h.DeletePolicies, hookDeletePolicies)
+							if want := deletePoliciesOf(h.Kind); !sameSet(h.DeletePolicies, want) {
+								t.Errorf("%s: delete policies %v, want %v", key, h.DeletePolicies, want)
 							}
 						}
 						for key, h := range got {
@@ -183,8 +183,12 @@ func TestHookAnnotationsAreExplicit(t *testing.T) {
 					} else if fmt.Sprint(o.Hook.Weight) != weight {
 						t.Errorf("%s: helm.sh/hook-weight %q does not parse as an integer (Helm read %d)", o, weight, o.Hook.Weight)
 					}
-					if got := ann["helm.sh/hook-delete-policy"]; got != "before-hook-creation,hook-succeeded" {
-						t.Errorf("%s: helm.sh/hook-delete-policy %q", o, got)
+					want := "before-hook-creation,hook-succeeded"
+					if o.Kind != "Job" && o.Kind != "Pod" {
+						want += ",hook-failed"
+					}
+					if got := ann["helm.sh/hook-delete-policy"]; got != want {
+						t.Errorf("%s: helm.sh/hook-delete-policy %q, want %q", o, got, want)
 					}
 					if !isHookName(o.Name) {
 						t.Errorf("%s: hook name contains neither schema-update nor rollback-guard", o)
@@ -515,4 +519,13 @@ func sameSet[T comparable](a, b []T) bool {
 		}
 	}
 	return true
+}
+
+// deletePoliciesOf is the delete policy of a hook of kind: the Jobs and the test pod are kept
+// when they fail (their logs say why), their supporting objects are not.
+func deletePoliciesOf(kind string) []string {
+	if kind == "Job" || kind == "Pod" {
+		return hookDeletePolicies
+	}
+	return supportDeletePolicies
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/releaseutil"
 	batchv1 "k8s.io/api/batch/v1"
 )
 
@@ -174,6 +175,18 @@ func TestAllowDowngradeMustBeABoolean(t *testing.T) {
 	})
 }
 
+// argoWave is the object's Argo CD sync wave (gitops-engine pkg/sync/syncwaves):
+// argocd.argoproj.io/sync-wave if it parses, else the Helm hook weight.
+func argoWave(t *testing.T, o object) int {
+	t.Helper()
+	if v, ok := annotations(t, o)["argocd.argoproj.io/sync-wave"]; ok {
+		if w, err := strconv.Atoi(v); err == nil {
+			return w
+		}
+	}
+	return o.Hook.Weight
+}
+
 // argoPhases is how Argo CD reads a hook object (gitops-engine pkg/sync/hook/hook.go and
 // hook/helm/type.go): its own argocd.argoproj.io/hook annotation if present, otherwise Helm's
 // pre-install/pre-upgrade as PreSync and post-install/post-upgrade as PostSync. Any other Helm
@@ -225,7 +238,8 @@ func TestArgoCDIgnoresTheGuard(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				rel := mustRender(t, sdk, loadSchemahook(t), vals(t, append([]string{"database.host=pg.example"}, tc.sets...)...))
 				var presync []string
-				jobWave, lastSupportWave := 0, -1<<31
+				jobWave := 0
+				var supportWaves []int
 				for _, o := range objects(t, rel) {
 					if o.Hook == nil {
 						continue
@@ -238,18 +252,27 @@ func TestArgoCDIgnoresTheGuard(t *testing.T) {
 						t.Errorf("%s runs in Argo CD phases %v", o, phases)
 					}
 					presync = append(presync, o.String())
-					// The wave is the Helm weight here (no argocd.argoproj.io/sync-wave).
 					if o.Kind == "Job" {
-						jobWave = o.Hook.Weight
+						jobWave = argoWave(t, o)
 					} else {
-						lastSupportWave = max(lastSupportWave, o.Hook.Weight)
+						supportWaves = append(supportWaves, argoWave(t, o))
+						// Inside a wave Argo CD creates kind after kind in Helm's install order, each
+						// kind before the next (gitops-engine's syncTasks.Less and runTasks).
+						if i := slices.Index(releaseutil.InstallOrder, o.Kind); i < 0 || i >= slices.Index(releaseutil.InstallOrder, "Job") {
+							t.Errorf("%s is not created before the Job inside their wave", o)
+						}
 					}
 				}
 				if !slices.Equal(presync, tc.presync) {
 					t.Errorf("Argo CD PreSync runs %v, want %v", presync, tc.presync)
 				}
-				if len(presync) > 0 && lastSupportWave >= jobWave {
-					t.Errorf("supporting objects in wave %d, not before the Job's %d", lastSupportWave, jobWave)
+				// One PreSync wave: Argo CD waits 2 s after every wave but the last, so each extra
+				// wave would add 2 s to every sync.
+				for _, w := range supportWaves {
+					if w != jobWave {
+						t.Errorf("supporting objects in Argo CD waves %v, want all in the Job's %d", supportWaves, jobWave)
+						break
+					}
 				}
 			})
 		}

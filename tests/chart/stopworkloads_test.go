@@ -37,8 +37,8 @@ func TestStopWorkloadsHooks(t *testing.T) {
 							t.Errorf("hook %s/%s missing; hooks: %v", kind, schemaUpdateName, keys(hooks))
 							continue
 						}
-						if h.Weight != -10 || !slices.Equal(h.Events, schemaUpdateEvents) || !sameSet(h.DeletePolicies, hookDeletePolicies) {
-							t.Errorf("%s: weight %d events %v delete %v; want -10 %v %v", kind, h.Weight, h.Events, h.DeletePolicies, schemaUpdateEvents, hookDeletePolicies)
+						if h.Weight != -10 || !slices.Equal(h.Events, schemaUpdateEvents) || !sameSet(h.DeletePolicies, supportDeletePolicies) {
+							t.Errorf("%s: weight %d events %v delete %v; want -10 %v %v", kind, h.Weight, h.Events, h.DeletePolicies, schemaUpdateEvents, supportDeletePolicies)
 						}
 					}
 					if cm, job := hooks["ConfigMap/"+schemaUpdateName], hooks["Job/"+schemaUpdateName]; cm == nil || job == nil || !(-10 < cm.Weight && cm.Weight < job.Weight) {

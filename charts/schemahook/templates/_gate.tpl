@@ -131,6 +131,8 @@ metadata:
     helm.sh/hook: {{ join "," $events }}
     helm.sh/hook-weight: "-5"
     helm.sh/hook-delete-policy: before-hook-creation
+    # Argo CD: the schema-update Job's wave (see schemahook.schemaUpdate.hookAnnotations).
+    argocd.argoproj.io/sync-wave: "0"
 data:
   {{- toYaml $data | nindent 2 }}
 {{- end }}

@@ -104,12 +104,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Hook annotations of a schema-update object, as YAML. Call with
-(dict "ctx" $ "weight" -5 "defaults" $map "extra" $map). Precedence, lowest first: the chart's hook
-settings and defaults, schemaUpdate.hookAnnotations, extra. The weight is always the chart's: it is
-what makes the ConfigMap and Secret exist before the Job runs.
+(dict "ctx" $ "weight" -5 "defaults" $map "extra" $map), plus "support" true for the Job's
+supporting objects (ServiceAccount, RBAC, ConfigMap, Secret). Precedence, lowest first: the chart's
+hook settings and defaults, schemaUpdate.hookAnnotations, extra. The weight is always the chart's:
+it is what makes the ConfigMap and Secret exist before the Job runs under Helm.
+The supporting objects also carry, unless schemaUpdate.hookAnnotations says otherwise:
+- hook-failed: Argo CD deletes HookSucceeded hooks only when the whole operation succeeds, so
+  without it a failed sync would leave them (the Secret holding a password) until a later sync
+  with config.updateSchema on; Helm already deletes them when the Job fails (they succeeded), and
+  never applies hook-failed to them, which only Helm-side failures of the object itself trigger.
+- argocd.argoproj.io/sync-wave "0", the Job's wave: Argo CD then runs one PreSync wave instead
+  of three and waits 2 s once, not after each wave. Inside a wave it creates kind after kind
+  (ServiceAccount, Secret, ConfigMap, Role, RoleBinding, then Job), each before the next. Helm
+  ignores the annotation and keeps ordering by weight.
 */}}
 {{- define "schemahook.schemaUpdate.hookAnnotations" -}}
-{{- $ann := dict "helm.sh/hook" "pre-install,pre-upgrade" "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- $policy := ternary "before-hook-creation,hook-succeeded,hook-failed" "before-hook-creation,hook-succeeded" (default false .support) }}
+{{- $ann := dict "helm.sh/hook" "pre-install,pre-upgrade" "helm.sh/hook-delete-policy" $policy }}
+{{- if .support }}
+{{- $_ := set $ann "argocd.argoproj.io/sync-wave" "0" }}
+{{- end }}
 {{- with .defaults }}
 {{- $ann = merge (deepCopy .) $ann }}
 {{- end }}
@@ -138,9 +152,9 @@ applies only while the schema update is on; with the guard alone, nothing of the
 */}}
 {{- define "schemahook.hookSupport.annotations" -}}
 {{- $events := list }}
-{{- $ann := dict "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- $ann := dict "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded,hook-failed" }}
 {{- if .Values.config.updateSchema }}
-{{- $ann = include "schemahook.schemaUpdate.hookAnnotations" (dict "ctx" . "weight" -5) | fromYaml }}
+{{- $ann = include "schemahook.schemaUpdate.hookAnnotations" (dict "ctx" . "weight" -5 "support" true) | fromYaml }}
 {{- range splitList "," (get $ann "helm.sh/hook") }}
 {{- $events = append $events (trim .) }}
 {{- end }}
