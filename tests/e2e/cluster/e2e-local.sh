@@ -67,16 +67,16 @@ phase image app_rootfs
 # The previous released charts with their own image, built from that release's tag, for the
 # upgrade from them to this tree (TestUpgradeFromPreviousChart): its pre-upgrade hook runs this
 # tree's image on a database the previous image migrated. A clone without the tag makes that
-# test fail with SCHEMAHOOK_E2E_PREV_ERROR instead. The tag is in tests/e2e/previous-release.
-PREV_TAG=$(cat "$REPO/tests/e2e/previous-release")
+# test fail with SCHEMAHOOK_E2E_PREV_ERROR instead. previous-release.sh names the tag.
+PREV_TAG=$("$REPO/tests/e2e/cluster/previous-release.sh")
 PREV_IMAGE=localhost/schemahook:previous
 PREV_ARCHIVE=$REPO/bin/schemahook-previous-image.tar
 PREV_TREE=$REPO/bin/e2e-previous
 ARCHIVES=("$ARCHIVE" "$EXAMPLE_ARCHIVE" "$APP_ARCHIVE")
 previous_release() {
   rm -rf "$PREV_TREE"
-  if ! git -C "$REPO" rev-parse -q --verify "refs/tags/$PREV_TAG^{commit}" >/dev/null; then
-    export SCHEMAHOOK_E2E_PREV_ERROR="git tag $PREV_TAG is not in this clone: fetch the tags (git fetch --tags) to test the upgrade from the previous chart"
+  if [ -z "$PREV_TAG" ] || ! git -C "$REPO" rev-parse -q --verify "refs/tags/$PREV_TAG^{commit}" >/dev/null; then
+    export SCHEMAHOOK_E2E_PREV_ERROR="no release tag schemahook-<version> below this tree's chart version in this clone: fetch the tags (git fetch --tags) to test the upgrade from the previous chart"
     log "$SCHEMAHOOK_E2E_PREV_ERROR"
     return 0
   fi
