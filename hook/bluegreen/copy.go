@@ -147,8 +147,11 @@ func (e *Engine) checkDisk(ctx context.Context, l *lineage, need int64) error {
 	return nil
 }
 
-// sessionFilter selects the client sessions on database $1 other than this one.
-const sessionFilter = `a.datname = $1 AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'`
+// sessionFilter selects the client sessions on database $1 other than this one. Without
+// pg_read_all_stats, backend_type is NULL for other roles' sessions; a session with a role is a
+// client's then (autovacuum workers have none, and CREATE DATABASE ends them itself).
+const sessionFilter = `a.datname = $1 AND a.pid <> pg_backend_pid() AND
+	(a.backend_type = 'client backend' OR a.backend_type IS NULL AND a.usesysid IS NOT NULL)`
 
 // checkSessions refuses when database has sessions this role may not end: CREATE DATABASE …
 // TEMPLATE would wait for them and fail (SQLSTATE 55006).

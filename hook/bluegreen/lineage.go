@@ -66,10 +66,9 @@ func (e *Engine) ensureLineage(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, c.Close(context.WithoutCancel(ctx))) }()
-	var createdb, exists, owner bool
-	if err := c.QueryRow(ctx, `SELECT rolcreatedb OR rolsuper, EXISTS (SELECT FROM pg_database WHERE datname = $1),
-			rolsuper OR pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
-		FROM pg_roles WHERE rolname = current_user`, e.o.Lineage).Scan(&createdb, &exists, &owner); err != nil {
+	var createdb, exists bool
+	if err := c.QueryRow(ctx, `SELECT rolcreatedb OR rolsuper, EXISTS (SELECT FROM pg_database WHERE datname = $1)
+		FROM pg_roles WHERE rolname = current_user`, e.o.Lineage).Scan(&createdb, &exists); err != nil {
 		return fmt.Errorf("reading the role's privileges: %w", err)
 	}
 	if !createdb {
@@ -80,12 +79,21 @@ func (e *Engine) ensureLineage(ctx context.Context) (err error) {
 	if exists {
 		return nil
 	}
-	if !owner {
-		// The first copy's source is the base: refused here rather than after creating the
-		// lineage (preflight says the same for later sources).
-		return fmt.Errorf("%w: role %q does not own database %q, and only its owner may copy it with CREATE DATABASE … TEMPLATE and freeze it "+
-			"(SQLSTATE 42501 otherwise) — ALTER DATABASE %s OWNER TO %s, or use schemaUpdate.strategy=inPlace (managed services that forbid TEMPLATE need inPlace)",
-			ErrCannotCopy, e.cfg.User, e.o.Base, pgx.Identifier{e.o.Base}.Sanitize(), pgx.Identifier{e.cfg.User}.Sanitize())
+	// The first run copies the base: everything the copy will check is checked here, on the
+	// base, so that a refusal leaves not even the lineage database behind.
+	base := Row{Name: e.o.Base, Version: -1, State: stateReady, Serving: true}
+	v, ok, verr := e.readVersion(ctx, e.o.Base)
+	if ok {
+		base.Version = v
+	}
+	if e.o.Target != e.o.Base {
+		// A role that may not read the base is refused with the reason (not its owner) first.
+		if err := e.preflight(ctx, &lineage{c: c, rows: map[string]Row{base.Name: base}}, base); err != nil {
+			return err
+		}
+	}
+	if verr != nil {
+		return verr
 	}
 	e.log.Info("creating the lineage database", "database", e.o.Lineage)
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{e.o.Lineage}.Sanitize()); err != nil {

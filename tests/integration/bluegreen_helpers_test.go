@@ -103,8 +103,11 @@ func (s *bgSite) engineAs(roleURL string, head int, o bluegreen.Options) *bluegr
 		o.Target = s.name(head)
 	}
 	hooks := bluegreen.Hooks{
-		Validate: func(ctx context.Context, database string) error { _, err := runnerOn(database).Pending(ctx); return err },
-		Migrate:  func(ctx context.Context, database string) error { _, err := runnerOn(database).Update(ctx); return err },
+		Validate: func(ctx context.Context, database string) error {
+			_, err := runnerOn(database).Pending(ctx)
+			return err
+		},
+		Migrate: func(ctx context.Context, database string) error { _, err := runnerOn(database).Update(ctx); return err },
 	}
 	return bluegreen.New(cfg, o, hooks, testLogger(s.t))
 }
@@ -219,4 +222,9 @@ func mustContain(t testing.TB, err error, parts ...string) {
 			t.Fatalf("error %q does not contain %q", err, p)
 		}
 	}
+}
+
+// engineFor is the engine of a release whose database is target, at version head.
+func (s *bgSite) engineFor(target string, head int) *bluegreen.Engine {
+	return s.engine(head, bluegreen.Options{Target: target})
 }
