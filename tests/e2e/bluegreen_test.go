@@ -220,7 +220,9 @@ func (bg *blueGreen) history(database string) (out []int) {
 
 func (bg *blueGreen) frozen(database string) bool {
 	var ro string
-	bg.with(database, func(ctx context.Context, c *pgx.Conn) { _ = c.QueryRow(ctx, `SHOW default_transaction_read_only`).Scan(&ro) })
+	bg.with(database, func(ctx context.Context, c *pgx.Conn) {
+		_ = c.QueryRow(ctx, `SHOW default_transaction_read_only`).Scan(&ro)
+	})
 	return ro == "on"
 }
 
