@@ -160,3 +160,42 @@ func equalMaps(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// Two hooks at once (a retried Job next to the first, two syncs): the lineage lock lets one
+// copy while the other waits, then finds the copy serving and changes nothing.
+func TestCopyConcurrentHooks(t *testing.T) {
+	s := newBGSite(t)
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := newRunner(t, s.db, writeDir(t, upTo(exampleFiles(t), 2)), pgdriverOpts()).Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.with(s.base, func(c *pgx.Conn) { seed(t, c, 100) })
+	s.activate(5, bluegreen.Options{}) // creates the lineage, so both runs below take its lock
+	s.activate(2, bluegreen.Options{Target: s.base, AcceptWriteLoss: true})
+	type out struct {
+		res bluegreen.Result
+		err error
+	}
+	results := make(chan out, 2)
+	for range 2 {
+		go func() {
+			res, err := s.engine(4, bluegreen.Options{}).Activate(ctx)
+			results <- out{res, err}
+		}()
+	}
+	var actions []string
+	for range 2 {
+		o := <-results
+		if o.err != nil {
+			t.Fatalf("concurrent activate: %v", o.err)
+		}
+		actions = append(actions, string(o.res.Action))
+	}
+	slices.Sort(actions)
+	if !slices.Equal(actions, []string{"copied", "current"}) {
+		t.Fatalf("actions %v, want one copied and one current", actions)
+	}
+	if s.serving() != s.name(4) {
+		t.Fatalf("serving %s", s.serving())
+	}
+}
