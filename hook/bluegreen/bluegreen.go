@@ -188,6 +188,7 @@ func (e *Engine) Activate(ctx context.Context) (res Result, err error) {
 		if err := e.hooks.Migrate(ctx, e.o.Target); err != nil {
 			return res, err
 		}
+		e.warnSourceWrites(ctx, l, serving)
 	case slices.Contains(l.ancestors(serving.Name), e.o.Target):
 		res.Action = SwitchBack
 		lost, err := e.switchBack(ctx, l, serving)

@@ -169,3 +169,23 @@ func writeLossError(from, to string, lost []Writes) error {
 		"and lose them, set schemaUpdate.copy.acceptWriteLoss=true (--accept-write-loss)",
 		ErrWriteLoss, from, to, to, strings.Join(parts, "; "), from)
 }
+
+// warnSourceWrites says so when the database serving was copied from took writes after the copy
+// point: the freeze keeps ordinary sessions from writing, but a superuser, or a session that
+// turned read-only off itself, can still write, and those rows are not in the copy. A warning on
+// every hook run (every sync) rather than a refusal: the copy serves already, and the rows are
+// still there to be moved by hand.
+func (e *Engine) warnSourceWrites(ctx context.Context, l *lineage, serving Row) {
+	src, ok := l.rows[serving.Source]
+	if !ok || serving.SourceWrites == nil || src.Serving {
+		return
+	}
+	now, err := e.readCounters(ctx, src.Name)
+	if err != nil {
+		return // dropped, or not readable: nothing to say
+	}
+	if w := diff(src.Name, serving.CopyPoint, serving.SourceWrites, now); w.Lost() {
+		e.log.Warn("the frozen database the serving one was copied from took writes after the copy point; they are not in the serving database",
+			"serving", serving.Name, "writes", w.String())
+	}
+}

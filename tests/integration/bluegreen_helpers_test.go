@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -88,6 +89,11 @@ func (s *bgSite) engine(head int, o bluegreen.Options) *bluegreen.Engine {
 
 func (s *bgSite) engineAs(roleURL string, head int, o bluegreen.Options) *bluegreen.Engine {
 	s.t.Helper()
+	return s.engineLogging(roleURL, head, o, testLogger(s.t))
+}
+
+func (s *bgSite) engineLogging(roleURL string, head int, o bluegreen.Options, log *slog.Logger) *bluegreen.Engine {
+	s.t.Helper()
 	cfg, err := dbconn.Config(withDB(roleURL, s.base))
 	if err != nil {
 		s.t.Fatal(err)
@@ -109,7 +115,7 @@ func (s *bgSite) engineAs(roleURL string, head int, o bluegreen.Options) *bluegr
 		},
 		Migrate: func(ctx context.Context, database string) error { _, err := runnerOn(database).Update(ctx); return err },
 	}
-	return bluegreen.New(cfg, o, hooks, testLogger(s.t))
+	return bluegreen.New(cfg, o, hooks, log)
 }
 
 // activate runs the engine for head and fails the test on error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/schemahook/schemahook/hook/bluegreen"
 	"github.com/schemahook/schemahook/hook/pgdriver"
+	"github.com/schemahook/schemahook/tests/clitest"
 	"github.com/schemahook/schemahook/tests/pgtest"
 )
 
@@ -109,6 +111,23 @@ func TestCopyMigratesTheCopyOnly(t *testing.T) {
 	again := s.activate(5, bluegreen.Options{})
 	if again.Action != bluegreen.Current || len(again.Dropped) != 0 {
 		t.Fatalf("re-run = %+v, want current with nothing dropped", again)
+	}
+	// A write that gets past the freeze (a session that turns read-only off) is not in the copy:
+	// every later run says so.
+	s.with(s.base, func(c *pgx.Conn) {
+		for _, q := range []string{`SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE`,
+			`INSERT INTO accounts (email) VALUES ('past-the-freeze@example.com')`, `SELECT pg_stat_force_next_flush()`} {
+			if _, err := c.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	var logs clitest.Buffer
+	if _, err := s.engineLogging(s.url, 5, bluegreen.Options{}, slog.New(slog.NewTextHandler(&logs, nil))).Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "took writes after the copy point") || !strings.Contains(logs.String(), "public.accounts (1 inserted") {
+		t.Fatalf("no warning about the write to the frozen source:\n%s", logs.String())
 	}
 	if got := s.databases(); !slices.Equal(got, []string{s.base, s.base + "__schemahook", s.name(5)}) {
 		t.Fatalf("databases = %v", got)
