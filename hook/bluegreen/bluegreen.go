@@ -290,13 +290,18 @@ func (e *Engine) readVersion(ctx context.Context, database string) (v int, ok bo
 // there is no lineage yet.
 func (e *Engine) Plan(ctx context.Context) (Action, error) {
 	l, ok, err := e.readLineage(ctx)
-	if err != nil || !ok {
+	if err != nil {
 		return Copied, err
 	}
-	defer l.close()
-	serving, ok := l.serving()
+	serving := Row{Name: e.o.Base} // before the first run, the base serves
+	if ok {
+		defer l.close()
+		if r, found := l.serving(); found {
+			serving = r
+		}
+	}
 	switch {
-	case !ok && e.o.Target == e.o.Base, ok && serving.Name == e.o.Target:
+	case serving.Name == e.o.Target:
 		return Current, nil
 	case ok && slices.Contains(l.ancestors(serving.Name), e.o.Target):
 		return SwitchBack, nil
