@@ -134,3 +134,20 @@ func TestCopyStrategyBadValues(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyStrategyWithStopWorkloads: both at once: the hook gets the selector and the copy
+// settings, and stops the workloads only when it is about to copy (see update --strategy copy).
+func TestCopyStrategyWithStopWorkloads(t *testing.T) {
+	c := charts(t)[0]
+	rel := mustRender(t, c.load(t), vals(t, copyOn(c, "schemaUpdate.stopWorkloads.enabled=true", "schemaUpdate.stopWorkloads.selector=app=web")...))
+	objs := objects(t, rel)
+	o, ok := find(objs, "Job", schemaUpdateName)
+	if !ok {
+		t.Fatal("no schema-update Job")
+	}
+	tmpl := o.Obj.(*batchv1.Job).Spec.Template
+	env := containerEnv(t, objs, podTemplate{o, tmpl.ObjectMeta, tmpl.Spec}, tmpl.Spec.Containers[0])
+	if env["SCHEMAHOOK_STOP_WORKLOADS"] != "app=web" || env["SCHEMAHOOK_STRATEGY"] != "copy" || env["PGDATABASE"] != "app" {
+		t.Errorf("Job env: SCHEMAHOOK_STOP_WORKLOADS=%q SCHEMAHOOK_STRATEGY=%q PGDATABASE=%q", env["SCHEMAHOOK_STOP_WORKLOADS"], env["SCHEMAHOOK_STRATEGY"], env["PGDATABASE"])
+	}
+}
