@@ -291,26 +291,28 @@ func copyHint(pe *pgconn.PgError) string {
 // Database-level settings (ALTER DATABASE … SET) are not copied either; they are listed.
 func (e *Engine) copyGrants(ctx context.Context, c *pgx.Conn, src string) {
 	target := pgx.Identifier{e.o.Target}.Sanitize()
-	rows, err := c.Query(ctx, `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, a.privilege_type
-		FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
-		WHERE d.datname = $1 AND a.grantee <> d.datdba`, src)
+	var explicit bool // an ACL of its own; NULL means the default, which the copy has too
+	err := c.QueryRow(ctx, `SELECT datacl IS NOT NULL FROM pg_database WHERE datname = $1`, src).Scan(&explicit)
 	var stmts []string
-	if err == nil {
-		var hasACL bool
-		for rows.Next() {
-			var who, priv string
-			if err = rows.Scan(&who, &priv); err != nil {
-				break
-			}
-			hasACL = true
-			stmts = append(stmts, fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", priv, target, who))
-		}
+	if err == nil && explicit {
+		// The copy's default (PUBLIC may connect) would be wider than the source's own ACL.
+		stmts = append(stmts, "REVOKE ALL ON DATABASE "+target+" FROM PUBLIC")
+		var rows pgx.Rows
+		rows, err = c.Query(ctx, `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, a.privilege_type
+			FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+			WHERE d.datname = $1 AND a.grantee <> d.datdba`, src)
 		if err == nil {
-			err = rows.Err()
-		}
-		if hasACL {
-			// An explicit ACL on the source: the copy's default (PUBLIC may connect) would be wider.
-			stmts = append([]string{"REVOKE ALL ON DATABASE " + target + " FROM PUBLIC"}, stmts...)
+			for rows.Next() {
+				var who, priv string
+				if err = rows.Scan(&who, &priv); err != nil {
+					break
+				}
+				stmts = append(stmts, fmt.Sprintf("GRANT %s ON DATABASE %s TO %s", priv, target, who))
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
 		}
 	}
 	for _, s := range stmts {

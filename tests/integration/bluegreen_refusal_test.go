@@ -132,3 +132,32 @@ func TestCopyRefusals(t *testing.T) {
 		s.refused(s.url, 1, bluegreen.Options{}, "newer than this release's 1")
 	})
 }
+
+// The copy has the source's database privileges, which CREATE DATABASE does not copy: a role
+// that may connect to the source (the gate's) may connect to the copy, and PUBLIC, shut out of
+// the source, is shut out of the copy.
+func TestCopyKeepsDatabasePrivileges(t *testing.T) {
+	s := newBGSite(t)
+	ctx := ctxT(t, time.Minute)
+	gate, _ := s.role("")
+	other, _ := s.role("")
+	s.with("postgres", func(c *pgx.Conn) {
+		for _, q := range []string{"REVOKE ALL ON DATABASE " + pgx.Identifier{s.base}.Sanitize() + " FROM PUBLIC",
+			"GRANT CONNECT ON DATABASE " + pgx.Identifier{s.base}.Sanitize() + " TO " + gate} {
+			if _, err := c.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	s.activate(5, bluegreen.Options{})
+	s.with(s.name(5), func(c *pgx.Conn) {
+		var gateOK, otherOK bool
+		if err := c.QueryRow(ctx, `SELECT has_database_privilege($1, current_database(), 'CONNECT'), has_database_privilege($2, current_database(), 'CONNECT')`,
+			gate, other).Scan(&gateOK, &otherOK); err != nil {
+			t.Fatal(err)
+		}
+		if !gateOK || otherOK {
+			t.Fatalf("CONNECT on the copy: granted role %t (want true), other role %t (want false)", gateOK, otherOK)
+		}
+	})
+}
