@@ -8,7 +8,7 @@ BIN      := bin/schemahook
 IMAGE_ARCHIVE := bin/schemahook-image.tar
 GOFLAGS_STATIC := CGO_ENABLED=0 GOFLAGS=-trimpath
 
-.PHONY: help build demo test test-unit test-integration test-chart lint image e2e-local bench diagram clean
+.PHONY: help build demo test test-unit test-integration test-chart lint check-chart-versions chart-docs image e2e-local bench diagram clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,8 +30,9 @@ test-integration: build ## tests against a real Postgres (see tests/pgtest)
 	  go test -count=1 ./pgtest/... ./integration/... ./authoring/... ./reliability/...; \
 	  status=$$?; cat $(CURDIR)/bin/pgtest-backends.log 2>/dev/null; exit $$status
 
-test-chart: ## chart tests through the Helm SDK; the PrometheusRule through promtool (built once from tests/promtool)
+test-chart: ## chart tests through both Helm SDKs (v3, v4); the PrometheusRule through promtool, the READMEs through helm-docs
 	cd tests/promtool && GOFLAGS=-tags=remove_all_sd go tool promtool --version >/dev/null
+	cd tests && go tool helm-docs --help >/dev/null
 	cd tests && go test -count=1 ./chart/...
 
 lint: ## gofmt, go vet, staticcheck
@@ -39,8 +40,17 @@ lint: ## gofmt, go vet, staticcheck
 	go vet ./...
 	cd tests && go vet ./...
 	cd tests/bench && go vet ./...
+	cd tests/argocd && go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	cd tests && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd tests/argocd && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	./scripts/check-chart-versions.sh
+
+chart-docs: ## regenerate charts/*/README.md from README.md.gotmpl and values.yaml's `# --` comments (helm-docs)
+	./scripts/chart-docs.sh
+
+check-chart-versions: ## fail when a chart changed since its release tag (<chart>-<version>) without a version bump
+	./scripts/check-chart-versions.sh
 
 image: ## OCI image archive of the hook, built without Docker (bin/schemahook-image.tar)
 	./scripts/image.sh $(IMAGE_ARCHIVE)

@@ -55,6 +55,7 @@ type Row struct {
 // lineage is a connection to the lineage database with its rows as read under the lock.
 type lineage struct {
 	c    *pgx.Conn
+	name string
 	rows map[string]Row
 }
 
@@ -105,17 +106,13 @@ func (e *Engine) ensureLineage(ctx context.Context) (err error) {
 	return nil
 }
 
-// openLineage connects to the lineage database and makes sure its table exists.
+// openLineage connects to the lineage database; lock creates the table when missing.
 func (e *Engine) openLineage(ctx context.Context) (*lineage, error) {
 	c, err := e.connect(ctx, e.o.Lineage)
 	if err != nil {
 		return nil, err
 	}
-	l := &lineage{c: c}
-	if _, err := c.Exec(ctx, lineageDDL); err != nil {
-		return nil, errors.Join(fmt.Errorf("creating the lineage table in %q: %w", e.o.Lineage, err), l.close())
-	}
-	return l, nil
+	return &lineage{c: c, name: e.o.Lineage}, nil
 }
 
 // readLineage returns the lineage rows for a reader (the gate), or ok false when there is no
@@ -129,7 +126,7 @@ func (e *Engine) readLineage(ctx context.Context) (l *lineage, ok bool, err erro
 		}
 		return nil, false, err
 	}
-	l = &lineage{c: c}
+	l = &lineage{c: c, name: e.o.Lineage}
 	var exists bool
 	if err := c.QueryRow(ctx, `SELECT to_regclass('schemahook_copies') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return nil, false, errors.Join(err, l.close())
@@ -151,6 +148,17 @@ func (l *lineage) close() error {
 func (l *lineage) lock(ctx context.Context) error {
 	if _, err := l.c.Exec(ctx, `SELECT pg_advisory_lock(hashtext('schemahook copy lineage'))`); err != nil {
 		return fmt.Errorf("waiting for the lineage lock (another schemahook copying or switching this database?): %w", err)
+	}
+	// Under the lock: two first runs creating the table and granting on it at once would fail
+	// ("tuple concurrently updated").
+	var exists bool
+	if err := l.c.QueryRow(ctx, `SELECT to_regclass('schemahook_copies') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("reading the lineage: %w", err)
+	}
+	if !exists {
+		if _, err := l.c.Exec(ctx, lineageDDL); err != nil {
+			return fmt.Errorf("creating the lineage table in %q: %w", l.name, err)
+		}
 	}
 	return l.load(ctx)
 }

@@ -143,7 +143,8 @@ when they are equal and the version is clean; 8 when the schema is behind (or a 
 progress), 5 when the database is newer than this release, 6 when it is dirty. At head, applied
 migrations whose files changed (drift, which update refuses) are a warning, or exit 4 with
 --strict. With --wait it polls until the schema is current or the time is up — use it as an
-init container so app pods start only on a current schema.`,
+init container so app pods start only on a current schema. A newer database (5) and drift (4,
+with --strict) end the wait at once: waiting cannot change either.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := nonNegative("wait", wait); err != nil {

@@ -234,7 +234,8 @@ func (r *Runner) current(st pgdriver.State) error {
 		ErrNotCurrent, at, head, len(pending), strings.Join(names, ", "))
 }
 
-// CheckWait repeats Check until it returns nil or ErrDrift (the schema is at head), or wait has
+// CheckWait repeats Check until it returns nil, ErrDrift (the schema is at head) or
+// ErrDatabaseNewer (the schema is past this release: waiting cannot change that), or wait has
 // passed. Connection failures count as "not yet" too: the gate starts with the pods, possibly
 // before the database. It returns nil once current, else the last reason wrapped with how long
 // it waited.
@@ -252,6 +253,12 @@ func (r *Runner) CheckWait(ctx context.Context, wait time.Duration) error {
 		err := l.check(r, deadline)
 		if errors.Is(err, ErrDrift) {
 			return err // at head: waiting would not change the files
+		}
+		if errors.Is(err, ErrDatabaseNewer) {
+			// Terminal too: an older release never catches up with a newer schema by waiting, and
+			// nothing but a deliberate downgrade (a sync of this release with config.allowDowngrade)
+			// makes it older again. Refusing at once says so now, not after the whole --wait.
+			return err
 		}
 		if err == nil {
 			if attempt > 0 {

@@ -1,10 +1,10 @@
-// Package chart_test checks the Helm charts in charts/ through the Helm v3 SDK: values are
-// validated, templates rendered and hooks parsed by Helm itself, and every rendered object is
-// decoded strictly into its Kubernetes type before anything is asserted about it.
+// Package chart_test checks the Helm charts in charts/ through both Helm SDKs, v3 and v4 (see
+// helm_test.go): values are validated, templates rendered and hooks parsed by Helm itself, and
+// every rendered object is decoded strictly into its Kubernetes type before anything is asserted
+// about it.
 package chart_test
 
 import (
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,15 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
-	kubefake "helm.sh/helm/v3/pkg/kube/fake"
-	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	"helm.sh/helm/v3/pkg/storage"
-	"helm.sh/helm/v3/pkg/storage/driver"
 	"helm.sh/helm/v3/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -49,9 +42,12 @@ const (
 
 // The chart's hook contract, spelled as Helm parses it.
 var (
-	schemaUpdateEvents  = []release.HookEvent{release.HookPreInstall, release.HookPreUpgrade}
-	rollbackGuardEvents = []release.HookEvent{release.HookPreRollback}
-	hookDeletePolicies  = []release.HookDeletePolicy{release.HookBeforeHookCreation, release.HookSucceeded}
+	schemaUpdateEvents  = []string{evPreInstall, evPreUpgrade}
+	rollbackGuardEvents = []string{evPreRollback}
+	hookDeletePolicies  = []string{policyBefore, policySuccess}
+	// The Jobs' supporting objects are hook-failed too: Argo CD deletes them after a failed sync
+	// (HookSucceeded only acts when the whole operation succeeds); the failed Job stays for its logs.
+	supportDeletePolicies = []string{policyBefore, policySuccess, policyFailed}
 )
 
 // Object names of the release rendered as releaseName with the schemahook chart's defaults.
@@ -64,7 +60,7 @@ const (
 // chartCase names a chart and how to load it, so that tests can run over both charts.
 type chartCase struct {
 	name string
-	load func(t *testing.T) *chart.Chart
+	load func(t *testing.T) chartSrc
 	// prefix turns a schemahook value path into this chart's path for it.
 	prefix string
 	// ciValues are the chart's ci/*-values.yaml files.
@@ -91,26 +87,11 @@ func ciValuesFiles(t *testing.T, dir string) []string {
 	return files
 }
 
-func loadSchemahook(t *testing.T) *chart.Chart {
-	t.Helper()
-	ch, err := loader.Load(schemahookDir)
-	if err != nil {
-		t.Fatalf("load %s: %v", schemahookDir, err)
-	}
-	return ch
-}
+func loadSchemahook(*testing.T) chartSrc { return chartSrc{dir: schemahookDir} }
 
-// loadExampleApp loads example-app with this tree's schemahook chart as its dependency: what
-// `helm dependency build` puts into charts/, without depending on whether someone ran it, and
-// without picking up a stale copy if they did.
-func loadExampleApp(t *testing.T) *chart.Chart {
-	t.Helper()
-	ch, err := loader.Load(exampleAppDir)
-	if err != nil {
-		t.Fatalf("load %s: %v", exampleAppDir, err)
-	}
-	ch.SetDependencies(loadSchemahook(t))
-	return ch
+// loadExampleApp is example-app with this tree's schemahook chart as its dependency.
+func loadExampleApp(*testing.T) chartSrc {
+	return chartSrc{dir: exampleAppDir, deps: []chartSrc{{dir: schemahookDir}}}
 }
 
 // vals builds values the way `helm --set` does, so that types (int, bool, string) are what a user
@@ -136,43 +117,12 @@ func valuesFile(t *testing.T, path string) map[string]any {
 	return v.AsMap()
 }
 
-// render runs `helm install` as a client-only dry run: Helm validates the values against the
-// schemas, renders the templates and parses the hooks exactly as it does on a real install, but
-// talks to no cluster.
-func render(t *testing.T, ch *chart.Chart, values map[string]any, upgrade bool) (*release.Release, error) {
-	t.Helper()
-	cfg := &action.Configuration{
-		Releases:     storage.Init(driver.NewMemory()),
-		KubeClient:   &kubefake.PrintingKubeClient{Out: io.Discard},
-		Capabilities: chartutil.DefaultCapabilities,
-		Log:          func(string, ...any) {},
-	}
-	in := action.NewInstall(cfg)
-	in.ReleaseName = releaseName
-	in.Namespace = releaseNamespace
-	in.DryRun = true
-	in.DryRunOption = "client"
-	in.ClientOnly = true
-	in.Replace = true
-	in.IsUpgrade = upgrade
-	return in.Run(ch, values)
-}
-
-func mustRender(t *testing.T, ch *chart.Chart, values map[string]any) *release.Release {
-	t.Helper()
-	rel, err := render(t, ch, values, false)
-	if err != nil {
-		t.Fatalf("render %s: %v", ch.Name(), err)
-	}
-	return rel
-}
-
 // object is one rendered Kubernetes object.
 type object struct {
 	Kind string
 	Name string
 	// Hook is Helm's parsed view of the object if it is a hook, nil for an ordinary release object.
-	Hook *release.Hook
+	Hook *hook
 	Obj  runtime.Object
 }
 
@@ -183,7 +133,7 @@ func (o object) String() string { return o.Kind + "/" + o.Name }
 var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
 
 // objects decodes every object of the release, hooks included.
-func objects(t *testing.T, rel *release.Release) []object {
+func objects(t *testing.T, rel *rendered) []object {
 	t.Helper()
 	var out []object
 	for _, m := range releaseutil.SplitManifests(rel.Manifest) {
@@ -196,7 +146,7 @@ func objects(t *testing.T, rel *release.Release) []object {
 	return out
 }
 
-func decode(t *testing.T, manifest string, hook *release.Hook) object {
+func decode(t *testing.T, manifest string, h *hook) object {
 	t.Helper()
 	obj, gvk, err := strictDecoder.Decode([]byte(manifest), nil, nil)
 	if err != nil {
@@ -206,7 +156,7 @@ func decode(t *testing.T, manifest string, hook *release.Hook) object {
 	if err != nil {
 		t.Fatalf("%s has no object metadata: %v", gvk, err)
 	}
-	return object{Kind: gvk.Kind, Name: m.GetName(), Hook: hook, Obj: obj}
+	return object{Kind: gvk.Kind, Name: m.GetName(), Hook: h, Obj: obj}
 }
 
 func objectMeta(t *testing.T, o object) metav1.Object {
@@ -351,4 +301,37 @@ func copyDir(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatalf("copy %s: %v", src, err)
 	}
+}
+
+// writeChart writes files (path relative to the chart → content) to a new temporary directory and
+// returns it.
+func writeChart(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// modifiedChart copies a chart directory and lets edit change the copy's Chart.yaml.
+func modifiedChart(t *testing.T, src chartSrc, edit func(chartYAML string) string) chartSrc {
+	t.Helper()
+	dir := t.TempDir()
+	copyDir(t, src.dir, dir)
+	path := filepath.Join(dir, "Chart.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(edit(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return chartSrc{dir: dir, deps: src.deps}
 }

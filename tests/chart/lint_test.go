@@ -1,21 +1,20 @@
 package chart_test
 
 import (
+	"io"
 	"log"
-	"os"
 	"path/filepath"
 	"testing"
-
-	"helm.sh/helm/v3/pkg/action"
 )
 
-// TestLintStrict runs `helm lint --strict` on both charts with their default values and with every
-// ci values file, as chart-testing does. Strict turns warnings into errors.
+// TestLintStrict runs `helm lint --strict` with both SDKs' lint actions on both charts, with their
+// default values and with every ci values file, as chart-testing does (ct.yaml passes --strict).
+// Strict turns warnings into errors.
 func TestLintStrict(t *testing.T) {
 	// Lint mode reports skipped `required` checks through the standard logger; keep them with this
 	// test's output instead of interleaving them with other packages'.
 	log.SetOutput(testLogWriter{t})
-	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	t.Cleanup(func() { log.SetOutput(io.Discard) })
 
 	// example-app is linted from a copy whose charts/ holds this tree's schemahook chart: lint
 	// reports a missing dependency otherwise, and must not see a stale `helm dependency build`.
@@ -41,19 +40,18 @@ func TestLintStrict(t *testing.T) {
 				values = valuesFile(t, vf)
 			}
 			t.Run(name, func(t *testing.T) {
-				l := action.NewLint()
-				l.Strict = true
-				l.Namespace = releaseNamespace
-				res := l.Run([]string{c.dir}, values)
-				for _, m := range res.Messages {
-					t.Logf("lint: %s", m)
-				}
-				if res.TotalChartsLinted != 1 {
-					t.Errorf("linted %d charts, want 1", res.TotalChartsLinted)
-				}
-				for _, err := range res.Errors {
-					t.Errorf("lint --strict: %v", err)
-				}
+				forEachHelm(t, func(t *testing.T, sdk helm) {
+					res := sdk.lint(t, c.dir, values)
+					for _, m := range res.messages {
+						t.Logf("lint: %s", m)
+					}
+					if res.linted != 1 {
+						t.Errorf("linted %d charts, want 1", res.linted)
+					}
+					for _, err := range res.errors {
+						t.Errorf("lint --strict: %v", err)
+					}
+				})
 			})
 		}
 	}

@@ -58,28 +58,30 @@ func podValueSets(t *testing.T, c chartCase) map[string]map[string]any {
 // gate) is admitted by Pod Security "restricted", and goes beyond it where a schema hook should:
 // read-only root filesystem, no ServiceAccount token, resources set.
 func TestPodsAreRestricted(t *testing.T) {
-	for _, c := range charts(t) {
-		for name, values := range podValueSets(t, c) {
-			t.Run(c.name+"/"+name, func(t *testing.T) {
-				rel := mustRender(t, c.load(t), values)
-				ps := pods(objects(t, rel))
-				if len(ps) == 0 {
-					t.Fatal("no pods rendered")
-				}
-				for _, p := range ps {
-					for _, v := range evaluateRestricted(t, p) {
-						t.Errorf("%s: PSS restricted: %s", p.Owner, v)
+	forEachHelm(t, func(t *testing.T, sdk helm) {
+		for _, c := range charts(t) {
+			for name, values := range podValueSets(t, c) {
+				t.Run(c.name+"/"+name, func(t *testing.T) {
+					rel := mustRender(t, sdk, c.load(t), values)
+					ps := pods(objects(t, rel))
+					if len(ps) == 0 {
+						t.Fatal("no pods rendered")
 					}
-					if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
-						t.Errorf("%s: automountServiceAccountToken is not false", p.Owner)
+					for _, p := range ps {
+						for _, v := range evaluateRestricted(t, p) {
+							t.Errorf("%s: PSS restricted: %s", p.Owner, v)
+						}
+						if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
+							t.Errorf("%s: automountServiceAccountToken is not false", p.Owner)
+						}
+						for _, ctr := range containers(p.Spec) {
+							checkHardenedContainer(t, p, ctr)
+						}
 					}
-					for _, ctr := range containers(p.Spec) {
-						checkHardenedContainer(t, p, ctr)
-					}
-				}
-			})
+				})
+			}
 		}
-	}
+	})
 }
 
 func checkHardenedContainer(t *testing.T, p podTemplate, ctr corev1.Container) {
@@ -106,26 +108,28 @@ func checkHardenedContainer(t *testing.T, p podTemplate, ctr corev1.Container) {
 // TestPSSCheckDetectsViolations makes sure the check above can fail: loosening the chart's
 // security contexts from values must produce a "restricted" violation in every pod.
 func TestPSSCheckDetectsViolations(t *testing.T) {
-	for name, sets := range map[string][]string{
-		"privilege escalation": {"securityContext.allowPrivilegeEscalation=true"},
-		"capabilities kept":    {"securityContext.capabilities.drop=null"},
-		"root allowed":         {"securityContext.runAsNonRoot=false"},
-		"no seccomp":           {"securityContext.seccompProfile=null", "podSecurityContext.seccompProfile=null"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			values := vals(t, append([]string{"config.updateSchema=true", "database.host=pg.example"}, sets...)...)
-			rel := mustRender(t, loadSchemahook(t), values)
-			ps := pods(objects(t, rel))
-			if len(ps) != 3 {
-				t.Fatalf("%d pods rendered, want the two Jobs' and the test pod", len(ps))
-			}
-			for _, p := range ps {
-				if len(evaluateRestricted(t, p)) == 0 {
-					t.Errorf("%s: %v passed PSS restricted", p.Owner, sets)
+	forEachHelm(t, func(t *testing.T, sdk helm) {
+		for name, sets := range map[string][]string{
+			"privilege escalation": {"securityContext.allowPrivilegeEscalation=true"},
+			"capabilities kept":    {"securityContext.capabilities.drop=null"},
+			"root allowed":         {"securityContext.runAsNonRoot=false"},
+			"no seccomp":           {"securityContext.seccompProfile=null", "podSecurityContext.seccompProfile=null"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				values := vals(t, append([]string{"config.updateSchema=true", "database.host=pg.example"}, sets...)...)
+				rel := mustRender(t, sdk, loadSchemahook(t), values)
+				ps := pods(objects(t, rel))
+				if len(ps) != 3 {
+					t.Fatalf("%d pods rendered, want the two Jobs' and the test pod", len(ps))
 				}
-			}
-		})
-	}
+				for _, p := range ps {
+					if len(evaluateRestricted(t, p)) == 0 {
+						t.Errorf("%s: %v passed PSS restricted", p.Owner, sets)
+					}
+				}
+			})
+		}
+	})
 }
 
 // appImageSets are the values of the app-image mode (migrations.image) plus sets: the hook,

@@ -36,94 +36,96 @@ type alertCase struct {
 // when it should and not before, nor for another release's exporter: promtool evaluates the
 // rendered rules against these series.
 func TestPrometheusRuleAlerts(t *testing.T) {
-	rel := mustRender(t, loadSchemahook(t), metricsValues(t, "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.pendingFor=20m"))
-	o, ok := find(objects(t, rel), "PrometheusRule", metricsName)
-	if !ok {
-		t.Fatal("no PrometheusRule rendered")
-	}
-	rule := o.Obj.(*monitoringv1.PrometheusRule)
-	dir := t.TempDir()
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	b, err := yaml.Marshal(map[string]any{"groups": rule.Spec.Groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(rulesFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promtool(t, "check", "rules", rulesFile)
+	forEachHelm(t, func(t *testing.T, sdk helm) {
+		rel := mustRender(t, sdk, loadSchemahook(t), metricsValues(t, "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.pendingFor=20m"))
+		o, ok := find(objects(t, rel), "PrometheusRule", metricsName)
+		if !ok {
+			t.Fatal("no PrometheusRule rendered")
+		}
+		rule := o.Obj.(*monitoringv1.PrometheusRule)
+		dir := t.TempDir()
+		rulesFile := filepath.Join(dir, "rules.yaml")
+		b, err := yaml.Marshal(map[string]any{"groups": rule.Spec.Groups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(rulesFile, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		promtool(t, "check", "rules", rulesFile)
 
-	const (
-		ours  = `{namespace="apps", job="demo-schemahook-metrics", instance="10.0.0.1:9300"}`
-		other = `{namespace="other", job="demo-schemahook-metrics", instance="10.0.0.2:9300"}`
-	)
-	lbl := func(severity string) map[string]string {
-		return map[string]string{"namespace": "apps", "job": "demo-schemahook-metrics", "instance": "10.0.0.1:9300", "severity": severity}
-	}
-	cases := []alertCase{
-		{name: "dirty, not yet for 1m", alert: "SchemahookSchemaDirty", at: "2m",
-			series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 1"}},
-		{name: "dirty for 1m", alert: "SchemahookSchemaDirty", at: "4m", firing: []map[string]string{lbl("critical")}, value: "1",
-			series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 1", "schemahook_schema_dirty" + other: "0x5"}},
-		{name: "clean again", alert: "SchemahookSchemaDirty", at: "5m",
-			series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 0"}},
-		{name: "pending less than pendingFor", alert: "SchemahookMigrationsPending", at: "15m",
-			series: map[string]string{"schemahook_migrations_pending" + ours: "3x30"}},
-		{name: "pending longer than pendingFor", alert: "SchemahookMigrationsPending", at: "25m", firing: []map[string]string{lbl("warning")}, value: "3",
-			series: map[string]string{"schemahook_migrations_pending" + ours: "3x30"}},
-		{name: "applied within pendingFor", alert: "SchemahookMigrationsPending", at: "25m",
-			series: map[string]string{"schemahook_migrations_pending" + ours: "3x10 0x20"}},
-		{name: "another release's pending", alert: "SchemahookMigrationsPending", at: "25m",
-			series: map[string]string{"schemahook_migrations_pending" + other: "3x30"}},
-		{name: "no drift", alert: "SchemahookSchemaDrift", at: "10m",
-			series: map[string]string{"schemahook_schema_drift" + ours: "0x10"}},
-		{name: "drift for 5m", alert: "SchemahookSchemaDrift", at: "10m", firing: []map[string]string{lbl("warning")}, value: "2",
-			series: map[string]string{"schemahook_schema_drift" + ours: "0 0 2x8"}},
-		{name: "exporter up", alert: "SchemahookExporterDown", at: "10m",
-			series: map[string]string{"up" + ours: "1x10", "schemahook_up" + ours: "1x10"}},
-		{name: "database unreadable", alert: "SchemahookExporterDown", at: "10m", firing: []map[string]string{lbl("warning")}, value: "0",
-			series: map[string]string{"up" + ours: "1x10", "schemahook_up" + ours: "1 1 0x8"}},
-		{name: "target down", alert: "SchemahookExporterDown", at: "10m", firing: []map[string]string{lbl("warning")}, value: "0",
-			series: map[string]string{"up" + ours: "1 1 0x8"}},
-		{name: "down briefly", alert: "SchemahookExporterDown", at: "10m",
-			series: map[string]string{"up" + ours: "1 1 0 0 1x6", "schemahook_up" + ours: "1x10"}},
-	}
-	// Every alert of the rule has a case that fires it and one that does not.
-	for _, g := range rule.Spec.Groups {
-		for _, r := range g.Rules {
-			if r.Alert == "" {
-				continue
+		const (
+			ours  = `{namespace="apps", job="demo-schemahook-metrics", instance="10.0.0.1:9300"}`
+			other = `{namespace="other", job="demo-schemahook-metrics", instance="10.0.0.2:9300"}`
+		)
+		lbl := func(severity string) map[string]string {
+			return map[string]string{"namespace": "apps", "job": "demo-schemahook-metrics", "instance": "10.0.0.1:9300", "severity": severity}
+		}
+		cases := []alertCase{
+			{name: "dirty, not yet for 1m", alert: "SchemahookSchemaDirty", at: "2m",
+				series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 1"}},
+			{name: "dirty for 1m", alert: "SchemahookSchemaDirty", at: "4m", firing: []map[string]string{lbl("critical")}, value: "1",
+				series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 1", "schemahook_schema_dirty" + other: "0x5"}},
+			{name: "clean again", alert: "SchemahookSchemaDirty", at: "5m",
+				series: map[string]string{"schemahook_schema_dirty" + ours: "0 0 1 1 1 0"}},
+			{name: "pending less than pendingFor", alert: "SchemahookMigrationsPending", at: "15m",
+				series: map[string]string{"schemahook_migrations_pending" + ours: "3x30"}},
+			{name: "pending longer than pendingFor", alert: "SchemahookMigrationsPending", at: "25m", firing: []map[string]string{lbl("warning")}, value: "3",
+				series: map[string]string{"schemahook_migrations_pending" + ours: "3x30"}},
+			{name: "applied within pendingFor", alert: "SchemahookMigrationsPending", at: "25m",
+				series: map[string]string{"schemahook_migrations_pending" + ours: "3x10 0x20"}},
+			{name: "another release's pending", alert: "SchemahookMigrationsPending", at: "25m",
+				series: map[string]string{"schemahook_migrations_pending" + other: "3x30"}},
+			{name: "no drift", alert: "SchemahookSchemaDrift", at: "10m",
+				series: map[string]string{"schemahook_schema_drift" + ours: "0x10"}},
+			{name: "drift for 5m", alert: "SchemahookSchemaDrift", at: "10m", firing: []map[string]string{lbl("warning")}, value: "2",
+				series: map[string]string{"schemahook_schema_drift" + ours: "0 0 2x8"}},
+			{name: "exporter up", alert: "SchemahookExporterDown", at: "10m",
+				series: map[string]string{"up" + ours: "1x10", "schemahook_up" + ours: "1x10"}},
+			{name: "database unreadable", alert: "SchemahookExporterDown", at: "10m", firing: []map[string]string{lbl("warning")}, value: "0",
+				series: map[string]string{"up" + ours: "1x10", "schemahook_up" + ours: "1 1 0x8"}},
+			{name: "target down", alert: "SchemahookExporterDown", at: "10m", firing: []map[string]string{lbl("warning")}, value: "0",
+				series: map[string]string{"up" + ours: "1 1 0x8"}},
+			{name: "down briefly", alert: "SchemahookExporterDown", at: "10m",
+				series: map[string]string{"up" + ours: "1 1 0 0 1x6", "schemahook_up" + ours: "1x10"}},
+		}
+		// Every alert of the rule has a case that fires it and one that does not.
+		for _, g := range rule.Spec.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				if !slices.ContainsFunc(cases, func(c alertCase) bool { return c.alert == r.Alert && c.firing != nil }) ||
+					!slices.ContainsFunc(cases, func(c alertCase) bool { return c.alert == r.Alert && c.firing == nil }) {
+					t.Errorf("alert %s has no fixture that fires it and none that does not", r.Alert)
+				}
 			}
-			if !slices.ContainsFunc(cases, func(c alertCase) bool { return c.alert == r.Alert && c.firing != nil }) ||
-				!slices.ContainsFunc(cases, func(c alertCase) bool { return c.alert == r.Alert && c.firing == nil }) {
-				t.Errorf("alert %s has no fixture that fires it and none that does not", r.Alert)
+		}
+		var tests []any
+		for _, c := range cases {
+			var inputs []any
+			for _, s := range slices.Sorted(maps.Keys(c.series)) {
+				inputs = append(inputs, map[string]string{"series": s, "values": c.series[s]})
 			}
+			var exp []any
+			for _, l := range c.firing {
+				exp = append(exp, map[string]any{"exp_labels": l, "exp_annotations": annotationsOf(t, rule, c.alert, c.value)})
+			}
+			tests = append(tests, map[string]any{
+				"name": c.name, "interval": "1m", "input_series": inputs,
+				"alert_rule_test": []any{map[string]any{"eval_time": c.at, "alertname": c.alert, "exp_alerts": exp}},
+			})
 		}
-	}
-	var tests []any
-	for _, c := range cases {
-		var inputs []any
-		for _, s := range slices.Sorted(maps.Keys(c.series)) {
-			inputs = append(inputs, map[string]string{"series": s, "values": c.series[s]})
+		b, err = yaml.Marshal(map[string]any{"rule_files": []string{rulesFile}, "evaluation_interval": "1m", "tests": tests})
+		if err != nil {
+			t.Fatal(err)
 		}
-		var exp []any
-		for _, l := range c.firing {
-			exp = append(exp, map[string]any{"exp_labels": l, "exp_annotations": annotationsOf(t, rule, c.alert, c.value)})
+		testFile := filepath.Join(dir, "tests.yaml")
+		if err := os.WriteFile(testFile, b, 0o600); err != nil {
+			t.Fatal(err)
 		}
-		tests = append(tests, map[string]any{
-			"name": c.name, "interval": "1m", "input_series": inputs,
-			"alert_rule_test": []any{map[string]any{"eval_time": c.at, "alertname": c.alert, "exp_alerts": exp}},
-		})
-	}
-	b, err = yaml.Marshal(map[string]any{"rule_files": []string{rulesFile}, "evaluation_interval": "1m", "tests": tests})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testFile := filepath.Join(dir, "tests.yaml")
-	if err := os.WriteFile(testFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promtool(t, "test", "rules", testFile)
+		promtool(t, "test", "rules", testFile)
+	})
 }
 
 // annotationsOf returns the annotations of alert as Prometheus expands them for value: the

@@ -1,8 +1,8 @@
 // Package e2e runs the charts and the hook image on a real Kubernetes cluster against a real
 // PostgreSQL server: Helm installs, upgrades, fails, rolls back and tests releases of
-// charts/example-app (with charts/schemahook as its dependency) through the Helm v3 SDK, an
-// Argo CD sync is replayed hook by hook, and every step is checked both in the database and in
-// the cluster.
+// charts/example-app (with charts/schemahook as its dependency) through the Helm v3 SDK, and
+// every step is checked both in the database and in the cluster. Argo CD syncs are tests/argocd's,
+// with Argo CD's own sync engine.
 //
 // The cluster and the database come from the environment that tests/e2e/cluster/e2e-local.sh
 // exports: KUBECONFIG, SCHEMAHOOK_E2E_IMAGE and SCHEMAHOOK_E2E_PG_*. Without them the tests skip

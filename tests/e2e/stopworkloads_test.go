@@ -20,8 +20,9 @@ var stopValues = []string{
 	"schemahook.config.updateSchema=true",
 	"schemahook.schemaUpdate.stopWorkloads.enabled=true",
 	"schemahook.schemaUpdate.stopWorkloads.selector=" + strings.ReplaceAll(appSelector, ",", `\,`),
-	"schemahook.schemaUpdate.stopWorkloads.timeout=60s",
-	"schemahook.schemaUpdate.timeout=30s",
+	// The wait for the stopped pods counts against the update's timeout: the chart requires it
+	// below that timeout (the suite's 60s).
+	"schemahook.schemaUpdate.stopWorkloads.timeout=40s",
 }
 
 // podWatch polls the app's pods (terminating ones included) in the background and remembers when

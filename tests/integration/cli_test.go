@@ -44,6 +44,15 @@ func TestCheckExitCodes(t *testing.T) {
 	expect(cli(t, db.URL, withDir(full), "check"), exitOK, "schema is current")
 	expect(cli(t, db.URL, withDir(old), "check"), exitNewer, "at version 5 but this release only knows migrations up to 3")
 	expect(cli(t, db.URL, withDir(old), "update"), exitNewer, "older release must not run against a newer schema")
+	// The refusal names the chart value that makes a downgrade (an Argo CD sync of an older revision).
+	expect(cli(t, db.URL, withDir(old), "update"), exitNewer, "config.allowDowngrade=true")
+	// The gate of an older release: a newer schema never becomes current by waiting, so
+	// check --wait refuses at once instead of polling for its whole --wait.
+	start := time.Now()
+	expect(cli(t, db.URL, withDir(old), "check", "--wait", "60s"), exitNewer, "at version 5 but this release only knows migrations up to 3")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("check --wait 60s on a newer database took %s, want an immediate exit 5", took.Round(time.Millisecond))
+	}
 
 	edited := exampleFiles(t)
 	edited["000004_projects_slug.up.sql"] = strings.Replace(edited["000004_projects_slug.up.sql"], "slug", "slug ", 1)

@@ -25,6 +25,7 @@ the pod it is added to. Rendering fails when the gate would have no credentials 
 role has a password: the gate gets the migration role's password only when the user says so.
 */}}
 {{- define "schemahook.gate.initContainer" -}}
+{{- if include "schemahook.enabled" . }}
 {{- include "schemahook.validateValues" . }}
 {{- include "schemahook.gate.validateCredentials" . }}
 {{- with include "schemahook.installBinary.initContainers" (dict "ctx" . "resources" .Values.gate.resources) }}{{ . }}{{ "\n" }}{{ end -}}
@@ -53,13 +54,14 @@ role has a password: the gate gets the migration role's password only when the u
     {{- . | nindent 4 }}
   {{- end }}
 {{- end }}
+{{- end }}
 
 {{/*
 The volumes the gate needs, as list entries to put into the pod's own `volumes:` list next to the
 application's; renders nothing when the gate needs none.
 */}}
 {{- define "schemahook.gate.volumes" -}}
-{{- include "schemahook.pod.volumes" . }}
+{{- if include "schemahook.enabled" . }}{{ include "schemahook.pod.volumes" . }}{{ end }}
 {{- end }}
 
 {{/*
@@ -67,7 +69,7 @@ The volume mounts of an application container that runs schemahook too (the exam
 `serve`): the same migrations and certificate as the gate. May render nothing.
 */}}
 {{- define "schemahook.gate.volumeMounts" -}}
-{{- include "schemahook.container.volumeMounts" . }}
+{{- if include "schemahook.enabled" . }}{{ include "schemahook.container.volumeMounts" . }}{{ end }}
 {{- end }}
 
 {{/*
@@ -75,7 +77,7 @@ The database env of an application container that uses the gate's settings: PGHO
 PGDATABASE, PGUSER, PGSSLMODE (PGSSLROOTCERT) and PGPASSWORD from a Secret, as passwordEnv decides.
 */}}
 {{- define "schemahook.databaseEnv" -}}
-{{- include "schemahook.env" . }}
+{{- if include "schemahook.enabled" . }}{{ include "schemahook.env" . }}{{ end }}
 {{- end }}
 
 {{/* Fails when the gate would connect without a password although the migration role has one. */}}
@@ -100,6 +102,7 @@ rendered manifest), so rendering fails above 512 KiB and points at migrations.im
 */}}
 {{- define "schemahook.migrations.configMap" -}}
 {{- $ctx := .ctx }}
+{{- if include "schemahook.enabled" $ctx }}
 {{- include "schemahook.validateValues" $ctx }}
 {{- $name := required "migrations.configMap is required to render the migrations ConfigMap: set it to the ConfigMap's name (for example --set schemahook.migrations.configMap=my-app-migrations)" $ctx.Values.migrations.configMap }}
 {{- $data := dict }}
@@ -128,6 +131,9 @@ metadata:
     helm.sh/hook: {{ join "," $events }}
     helm.sh/hook-weight: "-5"
     helm.sh/hook-delete-policy: before-hook-creation
+    # Argo CD: the schema-update Job's wave (see schemahook.schemaUpdate.hookAnnotations).
+    argocd.argoproj.io/sync-wave: "0"
 data:
   {{- toYaml $data | nindent 2 }}
+{{- end }}
 {{- end }}

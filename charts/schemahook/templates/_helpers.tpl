@@ -2,6 +2,33 @@
 Names and labels.
 */}}
 
+{{/*
+"true" unless `enabled` is false: then the chart renders nothing, and its public helpers (gate,
+volumes, env, migrations ConfigMap) render nothing either, so a parent chart that keeps its
+includes can switch the dependency off, with or without `condition: schemahook.enabled` (with the
+condition Helm leaves the chart out altogether; see the README). A release made with a chart
+before 0.5.0 and upgraded with --reuse-values has no `enabled` key: absent means on.
+*/}}
+{{- define "schemahook.enabled" -}}
+{{- if or (not (hasKey .Values "enabled")) .Values.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+A value by its dotted path, as a string, or the given default when the path is missing. Read every
+value added after chart 0.4.0 through it (or `dig` on a nested map): `helm upgrade --reuse-values`
+renders the templates with the values stored in the release, made by the older chart, where newer
+keys do not exist (the chart tests upgrade from the previous release to catch a direct read).
+Call with (list $ "config.helmTimeout" "5m").
+*/}}
+{{- define "schemahook.get" -}}
+{{- $v := (index . 0).Values }}
+{{- $found := true }}
+{{- range splitList "." (index . 1) }}
+{{- if and $found (kindIs "map" $v) (hasKey $v .) }}{{ $v = index $v . }}{{ else }}{{ $found = false }}{{ end }}
+{{- end }}
+{{- if and $found (not (kindIs "invalid" $v)) }}{{ $v }}{{ else }}{{ index . 2 }}{{ end }}
+{{- end }}
+
 {{/* The chart name, or nameOverride. */}}
 {{- define "schemahook.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -77,12 +104,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Hook annotations of a schema-update object, as YAML. Call with
-(dict "ctx" $ "weight" -5 "extra" $map). Precedence, lowest first: the chart's hook settings,
-schemaUpdate.hookAnnotations, extra. The weight is always the chart's: it is what makes the
-ConfigMap and Secret exist before the Job runs.
+(dict "ctx" $ "weight" -5 "defaults" $map "extra" $map), plus "support" true for the Job's
+supporting objects (ServiceAccount, RBAC, ConfigMap, Secret). Precedence, lowest first: the chart's
+hook settings and defaults, schemaUpdate.hookAnnotations, extra. The weight is always the chart's:
+it is what makes the ConfigMap and Secret exist before the Job runs under Helm.
+The supporting objects also carry, unless schemaUpdate.hookAnnotations says otherwise:
+- hook-failed: Argo CD deletes HookSucceeded hooks only when the whole operation succeeds, so
+  without it a failed sync would leave them (the Secret holding a password) until a later sync
+  with config.updateSchema on; Helm already deletes them when the Job fails (they succeeded), and
+  never applies hook-failed to them, which only Helm-side failures of the object itself trigger.
+- argocd.argoproj.io/sync-wave "0", the Job's wave: Argo CD then runs one PreSync wave instead
+  of three and waits 2 s once, not after each wave. Inside a wave it creates kind after kind
+  (ServiceAccount, Secret, ConfigMap, Role, RoleBinding, then Job), each before the next. Helm
+  ignores the annotation and keeps ordering by weight.
 */}}
 {{- define "schemahook.schemaUpdate.hookAnnotations" -}}
-{{- $ann := dict "helm.sh/hook" "pre-install,pre-upgrade" "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- $policy := ternary "before-hook-creation,hook-succeeded,hook-failed" "before-hook-creation,hook-succeeded" (default false .support) }}
+{{- $ann := dict "helm.sh/hook" "pre-install,pre-upgrade" "helm.sh/hook-delete-policy" $policy }}
+{{- if .support }}
+{{- $_ := set $ann "argocd.argoproj.io/sync-wave" "0" }}
+{{- end }}
+{{- with .defaults }}
+{{- $ann = merge (deepCopy .) $ann }}
+{{- end }}
 {{- $ann = merge (deepCopy .ctx.Values.schemaUpdate.hookAnnotations) $ann }}
 {{- with .extra }}
 {{- $ann = merge (deepCopy .) $ann }}
@@ -96,7 +140,7 @@ Whether the hook Jobs' supporting objects (the schema-update ConfigMap and Secre
 when the schema-update Job or the rollback guard does, else empty.
 */}}
 {{- define "schemahook.hookSupport.enabled" -}}
-{{- if or .Values.config.updateSchema .Values.rollbackGuard.enabled }}true{{ end }}
+{{- if and (include "schemahook.enabled" .) (or .Values.config.updateSchema .Values.rollbackGuard.enabled) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -108,9 +152,9 @@ applies only while the schema update is on; with the guard alone, nothing of the
 */}}
 {{- define "schemahook.hookSupport.annotations" -}}
 {{- $events := list }}
-{{- $ann := dict "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" }}
+{{- $ann := dict "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded,hook-failed" }}
 {{- if .Values.config.updateSchema }}
-{{- $ann = include "schemahook.schemaUpdate.hookAnnotations" (dict "ctx" . "weight" -5) | fromYaml }}
+{{- $ann = include "schemahook.schemaUpdate.hookAnnotations" (dict "ctx" . "weight" -5 "support" true) | fromYaml }}
 {{- range splitList "," (get $ann "helm.sh/hook") }}
 {{- $events = append $events (trim .) }}
 {{- end }}
@@ -129,46 +173,7 @@ Kubernetes API (schemaUpdate.stopWorkloads), else empty and the pod runs without
 ServiceAccount and RBAC templates render only then, at weight -10.
 */}}
 {{- define "schemahook.schemaUpdate.needsRBAC" -}}
-{{- if and .Values.config.updateSchema .Values.schemaUpdate.stopWorkloads.enabled }}true{{ end }}
-{{- end }}
-
-{{/*
-Rejects combinations values.schema.json cannot express clearly. Every template that renders
-something includes it, so `helm install`, `helm template` and Argo CD all fail the same way.
-*/}}
-{{- define "schemahook.validateValues" -}}
-{{- include "schemahook.copy.validate" . }}
-{{- $db := .Values.database }}
-{{- if and $db.existingSecret $db.password }}
-{{- fail "database.existingSecret and database.password are both set: keep database.existingSecret (recommended) and remove database.password" }}
-{{- end }}
-{{- if and .Values.config.updateSchema (not $db.host) }}
-{{- fail "database.host is required when config.updateSchema is true: set it to the PostgreSQL server's host name (for example --set database.host=postgres.db.svc)" }}
-{{- end }}
-{{- with .Values.schemaUpdate.stopWorkloads }}
-{{- if and .enabled (not (trim .selector)) }}
-{{- fail "schemaUpdate.stopWorkloads.selector is required when schemaUpdate.stopWorkloads.enabled is true: set it to the label selector of the workloads to stop (for example --set schemaUpdate.stopWorkloads.selector=app.kubernetes.io/name=my-app)" }}
-{{- end }}
-{{- end }}
-{{- $mi := .Values.migrations.image }}
-{{- if and $mi.repository .Values.migrations.configMap }}
-{{- fail "migrations.image.repository and migrations.configMap are both set: choose one source of migrations (the application image is recommended)" }}
-{{- end }}
-{{- if and $mi.repository (not $mi.path) }}
-{{- fail "migrations.image.path is required with migrations.image.repository: set it to the directory of the *.sql files inside your image (for example --set migrations.image.path=/app/migrations)" }}
-{{- end }}
-{{- if and $mi.repository (not (or $mi.tag $mi.digest)) }}
-{{- fail "migrations.image.tag (or migrations.image.digest) is required with migrations.image.repository: the hook and the gate must run the same build of your image" }}
-{{- end }}
-{{- if and $db.sslRootCert.secret $db.sslRootCert.configMap }}
-{{- fail "database.sslRootCert.secret and database.sslRootCert.configMap are both set: the CA certificate comes from one of them" }}
-{{- end }}
-{{- if and (include "schemahook.serviceAccount.name" .) .Values.schemaUpdate.stopWorkloads.enabled .Values.config.updateSchema }}
-{{- fail "serviceAccount (name or create) and schemaUpdate.stopWorkloads.enabled are both set: the schema-update Job runs under the chart's own RBAC ServiceAccount while it stops workloads; use one of them" }}
-{{- end }}
-{{- if not (or .Values.image.digest .Values.image.tag .Chart.AppVersion) }}
-{{- fail "image.tag is empty and the chart has no appVersion to default to: set image.tag or image.digest" }}
-{{- end }}
+{{- if and (include "schemahook.enabled" .) .Values.config.updateSchema .Values.schemaUpdate.stopWorkloads.enabled }}true{{ end }}
 {{- end }}
 
 {{/* The image reference: a digest pins it; otherwise the tag, which defaults to appVersion. */}}

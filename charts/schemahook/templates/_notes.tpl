@@ -3,6 +3,10 @@ The text of NOTES.txt, as a named template so that a parent chart can print it t
 not print a subchart's NOTES.txt): {{ include "schemahook.notes" .Subcharts.schemahook }}
 */}}
 {{- define "schemahook.notes" -}}
+{{- if not (include "schemahook.enabled" .) }}
+{{- $set := ternary "enabled" (printf "%s.enabled" .Chart.Name) .Chart.IsRoot }}
+schemahook is off ({{ $set }}=false): no hook, no gate, no objects of this chart.
+{{- else }}
 {{- include "schemahook.validateValues" . }}
 {{- $db := .Values.database }}
 {{- $where := printf "%s:%v" (default "libpq's default host" $db.host) $db.port }}
@@ -23,7 +27,7 @@ Helm then deleted the Job and its supporting objects; Helm 3.18 and later print 
 The setting stays on: every later `helm upgrade` (and every Argo CD sync) runs the update again,
 a quick no-op when nothing is pending. To leave future schema changes to a person, turn it off:
 
-  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=false
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reset-then-reuse-values --set {{ $set }}=false
 {{- else }}
 SCHEMA NOT UPDATED: {{ $set }} is false, so no hook ran and nothing changed in
 {{ $target }}. Pods gated by `schemahook check --wait` stay in their init
@@ -32,8 +36,13 @@ container until the schema is at the head of image {{ include "schemahook.image"
 To update the schema (stop the application first if the pending migrations need it), run one
 upgrade with the hook on, then turn it off again:
 
-  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=true
-  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reuse-values --set {{ $set }}=false
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reset-then-reuse-values --set {{ $set }}=true
+  helm upgrade {{ .Release.Name }} <chart> -n {{ .Release.Namespace }} --reset-then-reuse-values --set {{ $set }}=false
+
+(--reset-then-reuse-values, not --reuse-values, which would keep the previous chart version's
+defaults.) Do not add --wait, --atomic or --rollback-on-failure to an upgrade that leaves the
+schema behind: Helm would wait for the gated pods, which cannot start before the schema update,
+until its --timeout ("context deadline exceeded").
 {{- end }}
 {{- if .Values.rollbackGuard.enabled }}
 {{- $allow := "config.allowDowngrade" }}
@@ -54,5 +63,6 @@ If the database is newer than that image, it stops the rollback before anything 
 Check the schema at any time (exits non-zero unless it is current):
 
   helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
+{{- end }}
 {{- end }}
 {{- end }}

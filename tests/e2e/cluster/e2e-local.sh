@@ -2,7 +2,8 @@
 # e2e-local.sh [go test args...]: the e2e suite on a local real-node cluster, from a clean clone.
 #
 #   build.sh (cached) -> scripts/image.sh -> up.sh -> postgres.sh start -> load-image.sh
-#   -> smoke.sh -> go test ./e2e/... (in tests/) -> down.sh (always) -> leak check
+#   -> smoke.sh -> go test ./e2e/... (in tests/) -> go test (in tests/argocd) -> down.sh (always)
+#   -> leak check
 #
 # Extra arguments go to `go test` (e.g. -run TestUpgrade). SCHEMAHOOK_E2E_KEEP=1 leaves the
 # cluster up afterwards (KUBECONFIG is printed; tear it down with down.sh).
@@ -19,10 +20,11 @@ IMAGE=${SCHEMAHOOK_E2E_IMAGE:-localhost/schemahook:dev}
 ARCHIVE=${SCHEMAHOOK_E2E_ARCHIVE:-$REPO/bin/schemahook-image.tar}
 TIMINGS=()
 phase() { # phase NAME CMD...: run and remember how long it took
-  local name=$1 t; shift
+  local name=$1 t rc=0; shift
   t=$(date +%s.%N)
-  "$@"
+  "$@" || rc=$?
   TIMINGS+=("$(printf '%-10s %6.1fs' "$name" "$(echo "$(date +%s.%N) - $t" | bc)")")
+  return "$rc"
 }
 
 finish() {
@@ -78,9 +80,21 @@ export SCHEMAHOOK_E2E_APP_IMAGE=$APP_IMAGE
 export SCHEMAHOOK_E2E_USER_KUBECONFIG=$STATE/user.kubeconfig
 export PATH=$K8S_BIN:$PATH # kubectl of the server's version, for tests that shell out
 
-if compgen -G "$REPO/tests/e2e/*_test.go" >/dev/null; then
-  # shellcheck disable=SC2016 # $1/$@ belong to the inner shell
-  phase test bash -c 'cd "$1/tests" && shift && go test ./e2e/... -count=1 -v -timeout 30m "$@"' _ "$REPO" "$@"
-else
-  log "no Go e2e tests in tests/e2e yet: the smoke test is the whole suite"
+# SCHEMAHOOK_E2E_SUITES picks the Go suites that run on this cluster (both by default): e2e (Helm,
+# tests/e2e) and argocd (Argo CD's sync engine, tests/argocd, a module of its own). Both get the
+# same go test arguments; a -run pattern that matches nothing in a suite runs nothing there.
+SUITES=" ${SCHEMAHOOK_E2E_SUITES:-e2e argocd} "
+suites_rc=0
+if [[ $SUITES == *" e2e "* ]]; then
+  if compgen -G "$REPO/tests/e2e/*_test.go" >/dev/null; then
+    # shellcheck disable=SC2016 # $1/$@ belong to the inner shell
+    phase test bash -c 'cd "$1/tests" && shift && go test ./e2e/... -count=1 -v -timeout 30m "$@"' _ "$REPO" "$@" || suites_rc=$?
+  else
+    log "no Go e2e tests in tests/e2e yet: the smoke test is the whole suite"
+  fi
 fi
+if [[ $SUITES == *" argocd "* ]] && compgen -G "$REPO/tests/argocd/*_test.go" >/dev/null; then
+  # shellcheck disable=SC2016 # $1/$@ belong to the inner shell
+  phase argocd bash -c 'cd "$1/tests/argocd" && shift && go test . -count=1 -v -timeout 20m "$@"' _ "$REPO" "$@" || suites_rc=$?
+fi
+exit "$suites_rc"
