@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/schemahook/schemahook/hook/bluegreen"
 	"github.com/schemahook/schemahook/hook/dbconn"
 	"github.com/schemahook/schemahook/hook/lint"
 	"github.com/schemahook/schemahook/hook/pgdriver"
@@ -65,6 +66,12 @@ func ExitCode(err error) int {
 		return ExitDirty
 	case errors.Is(err, runner.ErrNotCurrent):
 		return ExitNotCurrent
+	case errors.Is(err, bluegreen.ErrWriteLoss):
+		return ExitWriteLoss
+	case errors.Is(err, bluegreen.ErrCannotCopy):
+		return ExitUsage // the copy strategy cannot work here; refused before anything changed
+	case errors.Is(err, bluegreen.ErrNotServing):
+		return ExitNotCurrent
 	case errors.Is(err, verify.ErrMismatch):
 		return ExitVerifyMismatch
 	case errors.Is(err, lint.ErrFindings):
@@ -93,7 +100,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code := ExitCode(err)
 		msg := dbconn.Redact(err.Error())
 		switch {
-		case code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible):
+		case code == ExitUsage && !errors.Is(err, source.ErrInvalid) && !errors.Is(err, dbconn.ErrConfig) && !errors.Is(err, runner.ErrIrreversible) && !errors.Is(err, bluegreen.ErrCannotCopy):
 			fmt.Fprintf(stderr, "%s (see '%s --help')\n", finalLine(msg), strings.TrimSpace("schemahook "+commandName(root, args)))
 		case a.log != nil:
 			a.log.Error(msg, "exit_code", code)
@@ -164,7 +171,7 @@ DATABASE_URL, and libpq's PG* variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGP
 Exit codes: 0 ok, 1 error, 2 usage, invalid migrations or a down/goto/redo refused before any
 change, 3 migration failed (database at the previous version, clean), 4 drift, 5 database newer
 than this release, 6 dirty, 7 timeout, 8 schema not current (check), 9 verify mismatch, 10 lint
-findings.`,
+findings, 11 switching back to an older database would lose writes (copy strategy).`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
@@ -278,12 +285,21 @@ func (a *app) catalog() (*source.Catalog, error) {
 
 // runner builds a Runner from the shared settings plus per-command driver options.
 func (a *app) runner(d pgdriver.Options, waitForDB time.Duration) (*runner.Runner, error) {
+	return a.runnerOn(d, waitForDB, "")
+}
+
+// runnerOn is runner on another database of the same server, as the same role (the copy
+// strategy's source and copies); "" keeps the configured one.
+func (a *app) runnerOn(d pgdriver.Options, waitForDB time.Duration, database string) (*runner.Runner, error) {
 	if a.migrationsDir == "" {
 		return nil, errNoMigrations // before any connection: nothing is touched
 	}
 	cfg, err := dbconn.Config(a.databaseURL)
 	if err != nil {
 		return nil, err
+	}
+	if database != "" {
+		cfg.Database = database
 	}
 	d.MigrationsTable, d.HistoryTable = a.migrationsTable, a.historyTable
 	if d.AppliedBy == "" {

@@ -20,6 +20,7 @@ func (a *app) updateCommand() *cobra.Command {
 	var (
 		mf             migrationFlags
 		sf             stopFlags
+		cf             copyFlags
 		allowDowngrade bool
 		commit         string
 	)
@@ -48,6 +49,9 @@ lock, so it is safe to run on every deploy and every Argo CD sync.`,
 				return err
 			}
 			defer cancel()
+			if copying, err := cf.enabled(); err != nil || copying {
+				return errors.Join(err, cf.activate(ctx, a, &mf, &sf))
+			}
 			_, err = sf.update(ctx, a, r)
 			if errors.Is(err, runner.ErrDatabaseNewer) && allowDowngrade {
 				a.log.Warn("the database is newer than this release and downgrades are allowed: reverting with stored down migrations")
@@ -60,6 +64,7 @@ lock, so it is safe to run on every deploy and every Argo CD sync.`,
 	commitFlag(cmd, &commit)
 	mf.register(cmd)
 	sf.register(cmd)
+	cf.register(cmd)
 	return cmd
 }
 
@@ -119,6 +124,7 @@ func (m *migrationFlags) runner(ctx context.Context, a *app) (*runner.Runner, co
 func (a *app) guardCommand() *cobra.Command {
 	var (
 		mf             migrationFlags
+		cf             copyFlags
 		allowDowngrade bool
 	)
 	cmd := &cobra.Command{
@@ -136,18 +142,25 @@ it refuses (changing nothing) when one of them is irreversible or has no stored 
 				return err
 			}
 			defer cancel()
+			if copying, err := cf.enabled(); err != nil || copying {
+				// Switching back to the rollback target's database, or copying afresh.
+				return errors.Join(err, cf.activate(ctx, a, &mf, &stopFlags{}))
+			}
 			return r.Guard(ctx, allowDowngrade)
 		},
 	}
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "revert a newer schema with its stored down migrations instead of refusing")
 	mf.register(cmd)
+	cf.register(cmd)
 	return cmd
 }
 
 func (a *app) checkCommand() *cobra.Command {
 	var (
-		wait   time.Duration
-		strict bool
+		wait            time.Duration
+		strict          bool
+		lineage         string
+		acceptWriteLoss bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -182,6 +195,11 @@ with --strict) end the wait at once: waiting cannot change either.`,
 			if err != nil {
 				return err
 			}
+			if lineage != "" {
+				if err := a.checkLineage(cmd.Context(), lineage, acceptWriteLoss); err != nil {
+					return err
+				}
+			}
 			cat, err := r.Catalog() // read by the check
 			if err == nil {
 				a.log.Info("schema is current", "version", cat.Head().Version)
@@ -191,6 +209,8 @@ with --strict) end the wait at once: waiting cannot change either.`,
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "poll until the schema is current or this much time has passed (0: answer at once)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 4) when applied migrations no longer match their files (drift) instead of warning")
+	cmd.Flags().StringVar(&lineage, "copy-lineage", "", "copy strategy: the lineage database; also refuse (exit 11) when this database is an older one and the newer one took writes since it started serving")
+	acceptWriteLossFlag(cmd, &acceptWriteLoss)
 	return cmd
 }
 

@@ -252,12 +252,23 @@ func wantPhase(t *testing.T, op operation, want common.OperationPhase) {
 	}
 }
 
-// assertHookObjects checks which hook Jobs, ConfigMaps and Secrets are in the namespace.
+// assertHookObjects checks which hook Jobs, ConfigMaps and Secrets are in the namespace. The
+// engine's deletes are issued by the time the operation ends, but a Job stays listed until the
+// garbage collector has removed its pods, so this waits up to 30 s for the set to settle.
 func (w *world) assertHookObjects(when string, want []string) {
 	w.t.Helper()
-	got := w.hookObjects(ctxT(w.t, 30*time.Second))
-	if !slices.Equal(got, want) {
-		w.t.Errorf("%s: hook objects %v, want %v", when, got, want)
+	ctx := ctxT(w.t, 30*time.Second)
+	for {
+		got := w.hookObjects(ctx)
+		if slices.Equal(got, want) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			w.t.Errorf("%s: hook objects %v, want %v (waited 30 s)", when, got, want)
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

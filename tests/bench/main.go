@@ -27,6 +27,9 @@ type config struct {
 	quick      bool
 	onlyP3     bool          // run P3 alone and print its figures; no report
 	onlyP8     bool          // run P8 alone and print its figures; no report
+	onlyP9     bool          // run P9 alone and print its figures; no report
+	p9SizeMB   int           // P9: size of the database copied
+	p9Cluster  string        // P9: the e2e test's file with the cluster's freeze window
 	runs       int           // P1 runs per tool
 	repeats    int           // P2 repeats per tool
 	migrations int           // P2 size
@@ -52,6 +55,9 @@ func main() {
 	flag.BoolVar(&c.quick, "quick", false, "CI size: 10 s lock hold, 20 no-op runs, 2 repeats")
 	flag.BoolVar(&c.onlyP3, "p3", false, "run only P3 (lock queue) and print its figures; docs/benchmarks.md is left alone")
 	flag.BoolVar(&c.onlyP8, "p8", false, "run only P8 (lint speed) and print its figures; docs/benchmarks.md is left alone")
+	flag.BoolVar(&c.onlyP9, "p9", false, "run only P9 (copy strategy) and print its figures; docs/benchmarks.md is left alone")
+	flag.IntVar(&c.p9SizeMB, "p9-size", 1024, "P9: size in MB of the database copied")
+	flag.StringVar(&c.p9Cluster, "p9-cluster", "", "P9: file of name=seconds lines the e2e test TestCopyStrategy wrote (SCHEMAHOOK_BENCH_CLUSTER_OUT)")
 	flag.IntVar(&c.runs, "runs", 25, "P1: no-op runs per tool (at least 20)")
 	flag.IntVar(&c.repeats, "repeats", 3, "P2: fresh-database runs per tool; the median counts")
 	flag.IntVar(&c.migrations, "migrations", 500, "P2: generated migrations")
@@ -63,6 +69,9 @@ func main() {
 	flag.Parse()
 	if c.quick {
 		c.hold, c.runs, c.repeats = 10*time.Second, 20, 2
+	}
+	if c.quick && c.p9SizeMB == 1024 {
+		c.p9SizeMB = 128
 	}
 	if c.runs < 20 || c.repeats < 1 || c.migrations < 5 || c.hold < 2*time.Second {
 		fmt.Fprintln(os.Stderr, "bench: need -runs ≥ 20, -repeats ≥ 1, -migrations ≥ 5, -hold ≥ 2s")
@@ -125,6 +134,14 @@ func run(c config) (err error) {
 	}
 
 	r.pgVersion = e.pg.version
+	if c.onlyP9 {
+		logf("P9: copy of a %d MB database", c.p9SizeMB)
+		if r.p9, err = e.copyRuns(ctx); err != nil {
+			return err
+		}
+		fmt.Print(r.p9Table())
+		return nil
+	}
 	if c.onlyP3 {
 		logf("P3: lock queue, %s hold", c.hold)
 		if r.p3, err = e.lockQueue(ctx); err != nil {
@@ -155,6 +172,10 @@ func run(c config) (err error) {
 	}
 	logf("P8: lint, %d warm runs", p8Runs)
 	if r.p8, err = e.lintRuns(ctx); err != nil {
+		return err
+	}
+	logf("P9: copy of a %d MB database", c.p9SizeMB)
+	if r.p9, err = e.copyRuns(ctx); err != nil {
 		return err
 	}
 	logf("P4: sizes")

@@ -29,6 +29,7 @@ type results struct {
 	p2 map[string][]p2run
 	p3 map[string]p3result
 	p8 p8result
+	p9 p9result
 
 	noopParts noopParts
 	sizes     sizes
@@ -104,6 +105,7 @@ func (r *results) goals() map[string]verdict {
 	rss := r.p2Peak(toolSchemahook)
 	g["P5"] = verdict{met: rss > 0 && rss <= goalP5RSSBytes, note: "(" + mb(rss) + ")"}
 	g["P8"] = r.p8Goal()
+	g["P9"] = r.p9Goal()
 	return g
 }
 
@@ -192,6 +194,7 @@ func (r *results) table() string {
 	row("P5", "peak RSS during P2 (max of the runs)", mb(r.p2Peak(toolSchemahook)), mb(r.p2Peak(toolMigrate)),
 		mb(r.p2Peak(toolGoose)), mb(r.p2Peak(toolPsql)), fmt.Sprintf("≤ %s", mb(goalP5RSSBytes)), g["P5"].String())
 	b.WriteString(r.p8Rows())
+	b.WriteString(r.p9Rows())
 	return b.String()
 }
 
@@ -290,7 +293,12 @@ func (r *results) markdown(table string) string {
 	w("  the `update` process in P2, from the kernel's rusage (what `/usr/bin/time -v` reports).\n")
 	w("- **P8**, `schemahook lint` of the example schema's migrations, the way a pre-commit hook runs it: one\n")
 	w("  first run compiles the WebAssembly SQL parser into the cache directory (`SCHEMAHOOK_CACHE_DIR`, by\n")
-	w("  default under the user's cache dir), then %d warm runs load it from there.\n\n", p8Runs)
+	w("  default under the user's cache dir), then %d warm runs load it from there.\n", p8Runs)
+	w("- **P9**, the copy strategy: a database of %d MB (the example schema and one table of 1 kB rows) is copied\n", r.cfg.p9SizeMB)
+	w("  on the same server by `CREATE DATABASE … TEMPLATE` with each STRATEGY, after a CHECKPOINT, and by the\n")
+	w("  peer, `pg_dump -Fd -j2` then `pg_restore -j2` into a new database. The hook row is `schemahook update\n")
+	w("  --strategy copy` as a process: freeze the source, copy, migrate the copy, record the lineage. The\n")
+	w("  cluster row is the e2e test `TestCopyStrategy`: from the hook's freeze to the first new pod Ready.\n\n")
 
 	r.noopCost(&b)
 	r.whereTimeGoes(&b)
@@ -300,6 +308,7 @@ func (r *results) markdown(table string) string {
 	w("cd tests/bench && go run . -quick  # CI size: 10 s lock hold, 20 no-op runs, 2 repeats\n")
 	w("cd tests/bench && go run . -p3     # P3 alone, printed; this file is left alone\n")
 	w("cd tests/bench && go run . -p8     # P8 alone, printed; this file is left alone\n")
+	w("cd tests/bench && go run . -p9 -p9-size 64   # P9 alone at 64 MB, printed; this file is left alone\n")
 	w("cd tests/bench && go run . -h      # -runs, -repeats, -migrations, -hold, -fsync, -out\n```\n\n")
 	w("Needs Go and the PostgreSQL server binaries (Debian: `apt-get install postgresql`; `PGBIN` picks a\n")
 	w("version). Run as root, the server runs as the `postgres` user. Nothing listens beyond 127.0.0.1.\n")

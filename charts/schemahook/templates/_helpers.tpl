@@ -202,7 +202,7 @@ Empty values are left out so that libpq's defaults apply.
 PGHOST: {{ . | quote }}
 {{- end }}
 PGPORT: {{ $db.port | toString | quote }}
-{{- with $db.name }}
+{{- with include "schemahook.databaseName" . }}
 PGDATABASE: {{ . | quote }}
 {{- end }}
 {{- with $db.user }}
@@ -223,7 +223,15 @@ connectionSettings plus the settings of the hook Jobs: the hook ConfigMap's data
 SCHEMAHOOK_WAIT_FOR_DB and SCHEMAHOOK_ALLOW_DOWNGRADE and ignores the variables it has no flag for.
 */}}
 {{- define "schemahook.schemaUpdate.settings" -}}
+{{- if include "schemahook.copy.enabled" . }}
+{{- /* The hook connects to the base; it copies to, and migrates, the release's database. */}}
+{{- $s := include "schemahook.connectionSettings" . | fromYaml }}
+{{- $_ := set $s "PGDATABASE" .Values.database.name }}
+{{- toYaml $s }}
+{{ include "schemahook.copy.hookSettings" . }}
+{{- else }}
 {{- include "schemahook.connectionSettings" . }}
+{{- end }}
 SCHEMAHOOK_ALLOW_DOWNGRADE: {{ .Values.config.allowDowngrade | toString | quote }}
 SCHEMAHOOK_LOCK_TIMEOUT: {{ .Values.schemaUpdate.lockTimeout | quote }}
 SCHEMAHOOK_TIMEOUT: {{ .Values.schemaUpdate.timeout | quote }}
@@ -271,7 +279,7 @@ YAML: literal non-secret settings (the hook ConfigMap is gone by the time these 
 user (gate.database.user), PGPASSWORD as passwordEnv decides, then extraEnv.
 */}}
 {{- define "schemahook.env" -}}
-{{- $settings := include "schemahook.connectionSettings" . | fromYaml }}
+{{- $settings := merge (include "schemahook.connectionSettings" . | fromYaml) (include "schemahook.copy.gateSettings" . | fromYaml) }}
 {{- with .Values.gate.database.user }}
 {{- $_ := set $settings "PGUSER" . }}
 {{- end }}

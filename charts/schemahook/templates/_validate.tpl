@@ -9,6 +9,7 @@ schemahook can say why, a selector fails only on the first upgrade with somethin
 
 {{- define "schemahook.validateValues" -}}
 {{- if include "schemahook.enabled" . }}
+{{- include "schemahook.copy.validate" . }}
 {{- $db := .Values.database }}
 {{- if and $db.existingSecret $db.password }}
 {{- fail "database.existingSecret and database.password are both set: keep database.existingSecret (recommended) and remove database.password" }}
