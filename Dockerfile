@@ -3,7 +3,7 @@
 # scripts/image.sh builds the equivalent image without Docker (same entrypoint, user and files);
 # the GitHub workflow loads this one into kind.
 #
-#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) -t schemahook:dev .
+#   docker build --build-arg VERSION=$(git describe --tags --match 'v[0-9]*' --always --dirty) -t schemahook:dev .
 #   docker build --target example -t schemahook-example:dev .   # with the example schema
 #
 # The image carries no migrations. The `example` target is a derived image, the way a user ships

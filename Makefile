@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := build
 
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION  ?= $(shell git describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/schemahook/schemahook/hook/version.Version=$(VERSION)
 BIN      := bin/schemahook
 IMAGE_ARCHIVE := bin/schemahook-image.tar

@@ -103,7 +103,7 @@ fi
 
 OUT=${1:-$ROOT/bin/schemahook-image.tar}
 IMAGE=${IMAGE:-localhost/schemahook:dev}
-VERSION=${VERSION:-$(git -C "$ROOT" describe --tags --always --dirty 2>/dev/null || echo dev)}
+VERSION=${VERSION:-$(git -C "$ROOT" describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null || echo dev)}
 
 RFS=$W/rootfs
 mkdir -p "$RFS/etc" "$RFS/tmp"
