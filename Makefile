@@ -59,7 +59,7 @@ e2e-local: ## end-to-end tests on a local real-node Kubernetes (built and cached
 	./tests/e2e/cluster/e2e-local.sh
 
 bench: ## schemahook vs golang-migrate, goose and psql on a throwaway local PostgreSQL; rewrites docs/benchmarks.md
-	cd tests/bench && go run .
+	cd tests/bench && go run . $(BENCH_ARGS)
 
 diagram: build ## regenerate docs/schema.md (Mermaid ER diagram of the example schema) on a throwaway PostgreSQL
 	./scripts/diagram.sh $(BIN)

@@ -84,8 +84,9 @@ const (
 	// toolPsqlTx is a reference, not a peer: psql running each file in its own transaction
 	// with a version row, the least any tool with that guarantee can make the server do.
 	toolPsqlTx = "psql-per-transaction"
-	// toolUpgrade is schemahook too, on a database already at the first migration: an upgrade,
-	// where every migration commits on its own (on an empty database it need not).
+	// toolUpgrade is schemahook too, on a database already at the first migration: an upgrade
+	// with --commit migration, where every migration commits on its own (by default an upgrade's
+	// pending migrations commit together, as on an empty database).
 	toolUpgrade = "schemahook-upgrade"
 )
 
@@ -95,6 +96,9 @@ func (e *env) invocation(tool, db string, set *migrationSet, extra ...string) (a
 	case toolSchemahook, toolUpgrade:
 		// Configured like the chart does it: URL without password, PGPASSWORD from a Secret,
 		// JSON logs because stderr is not a terminal.
+		if tool == toolUpgrade {
+			extra = append([]string{"--commit", "migration"}, extra...)
+		}
 		return append([]string{e.bin.schemahook, "update", "--migrations", set.dir}, extra...),
 			[]string{"DATABASE_URL=" + e.pg.urlNoPassword(db), "PGPASSWORD=" + e.pg.password, "SCHEMAHOOK_LOG_FORMAT=json"}
 	case toolMigrate:
