@@ -49,8 +49,12 @@ lock, so it is safe to run on every deploy and every Argo CD sync.`,
 				return err
 			}
 			defer cancel()
-			if copying, err := cf.enabled(); err != nil || copying {
-				return errors.Join(err, cf.activate(ctx, a, &mf, &sf))
+			copying, err := cf.enabled()
+			if err != nil {
+				return err
+			}
+			if copying {
+				return cf.activate(ctx, a, &mf, &sf)
 			}
 			_, err = sf.update(ctx, a, r)
 			if errors.Is(err, runner.ErrDatabaseNewer) && allowDowngrade {
@@ -142,9 +146,13 @@ it refuses (changing nothing) when one of them is irreversible or has no stored 
 				return err
 			}
 			defer cancel()
-			if copying, err := cf.enabled(); err != nil || copying {
+			copying, err := cf.enabled()
+			if err != nil {
+				return err
+			}
+			if copying {
 				// Switching back to the rollback target's database, or copying afresh.
-				return errors.Join(err, cf.activate(ctx, a, &mf, &stopFlags{}))
+				return cf.activate(ctx, a, &mf, &stopFlags{})
 			}
 			return r.Guard(ctx, allowDowngrade)
 		},
@@ -190,7 +198,10 @@ with --strict) end the wait at once: waiting cannot change either.`,
 				// The schema is this release's: the app may run. But update will refuse this
 				// database, and the gate must not hide it behind "schema is current".
 				a.log.Warn(err.Error()+" (a warning: exit 4 with --strict)", "drift", true)
-				return nil
+				err = nil
+				if lineage == "" {
+					return nil
+				}
 			}
 			if err != nil {
 				return err

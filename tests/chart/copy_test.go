@@ -2,6 +2,8 @@ package chart_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -156,6 +158,36 @@ func TestCopyStrategyWithStopWorkloads(t *testing.T) {
 		env := containerEnv(t, objs, podTemplate{o, tmpl.ObjectMeta, tmpl.Spec}, tmpl.Spec.Containers[0])
 		if env["SCHEMAHOOK_STOP_WORKLOADS"] != "app=web" || env["SCHEMAHOOK_STRATEGY"] != "copy" || env["PGDATABASE"] != "app" {
 			t.Errorf("Job env: SCHEMAHOOK_STOP_WORKLOADS=%q SCHEMAHOOK_STRATEGY=%q PGDATABASE=%q", env["SCHEMAHOOK_STOP_WORKLOADS"], env["SCHEMAHOOK_STRATEGY"], env["PGDATABASE"])
+		}
+	})
+}
+
+// TestCopyVersionFromValuesFile: a values file's numbers reach the templates as float64, so a
+// timestamp version (what `schemahook create --timestamp` names files with) must not render in
+// exponent form, which the chart would refuse as "schemaVersion is required".
+func TestCopyVersionFromValuesFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "values.yaml")
+	body := "config:\n  updateSchema: true\ndatabase:\n  host: pg.example\n  name: app\n  existingSecret: pg\n" +
+		"schemaUpdate:\n  strategy: copy\n  copy:\n    schemaVersion: 20240101120000\n    keep: 2\n"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forEachHelm(t, func(t *testing.T, sdk helm) {
+		rel, err := render(t, sdk, loadSchemahook(t), valuesFile(t, file), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := objects(t, rel)
+		o, ok := find(objs, "Job", schemaUpdateName)
+		if !ok {
+			t.Fatalf("no Job %s", schemaUpdateName)
+		}
+		tmpl := o.Obj.(*batchv1.Job).Spec.Template
+		env := containerEnv(t, objs, podTemplate{o, tmpl.ObjectMeta, tmpl.Spec}, tmpl.Spec.Containers[0])
+		for k, want := range map[string]string{"SCHEMAHOOK_COPY_DATABASE": "app__v20240101120000", "SCHEMAHOOK_COPY_VERSION": "20240101120000", "SCHEMAHOOK_COPY_KEEP": "2"} {
+			if env[k] != want {
+				t.Errorf("%s=%q, want %q", k, env[k], want)
+			}
 		}
 	})
 }

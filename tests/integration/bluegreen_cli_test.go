@@ -53,6 +53,16 @@ func TestCopyStrategyCLI(t *testing.T) {
 	if r := gate(v2, s.name(2)); r.Code != 11 || !strings.Contains(r.Stderr, "public.accounts (2 inserted") {
 		t.Fatalf("gate of the old release after writes: exit %d, want 11 naming the lost rows", r.Code)
 	}
+	// Drift is only a warning for the gate, and must not skip the lineage check behind it.
+	drifted := upTo(exampleFiles(t), 2)
+	for name := range drifted {
+		if strings.HasPrefix(name, "000001_") && strings.HasSuffix(name, ".up.sql") {
+			drifted[name] += "\n-- edited after it was applied\n"
+		}
+	}
+	if r := gate(writeDir(t, drifted), s.name(2)); r.Code != 11 || !strings.Contains(r.Stderr, "drift") {
+		t.Fatalf("gate of the old release with drift after writes: exit %d, want 11 after the drift warning:\n%s", r.Code, r.Stderr)
+	}
 	guard := func(extra ...string) result {
 		env := append([]string{"SCHEMAHOOK_MIGRATIONS=" + v2, "SCHEMAHOOK_STRATEGY=copy", "SCHEMAHOOK_COPY_DATABASE=" + s.name(2),
 			"SCHEMAHOOK_COPY_LINEAGE=" + lineage}, extra...)

@@ -18,7 +18,8 @@ A value by its dotted path, as a string, or the given default when the path is m
 value added after chart 0.4.0 through it (or `dig` on a nested map): `helm upgrade --reuse-values`
 renders the templates with the values stored in the release, made by the older chart, where newer
 keys do not exist (the chart tests upgrade from the previous release to catch a direct read).
-Call with (list $ "config.helmTimeout" "5m").
+Call with (list $ "config.helmTimeout" "5m"). A whole number from a values file (YAML numbers reach
+templates as float64) prints as an integer, not as 2.024010112e+13.
 */}}
 {{- define "schemahook.get" -}}
 {{- $v := (index . 0).Values }}
@@ -26,7 +27,8 @@ Call with (list $ "config.helmTimeout" "5m").
 {{- range splitList "." (index . 1) }}
 {{- if and $found (kindIs "map" $v) (hasKey $v .) }}{{ $v = index $v . }}{{ else }}{{ $found = false }}{{ end }}
 {{- end }}
-{{- if and $found (not (kindIs "invalid" $v)) }}{{ $v }}{{ else }}{{ index . 2 }}{{ end }}
+{{- if and $found (kindIs "float64" $v) (eq $v (float64 (int64 $v))) }}{{ int64 $v }}
+{{- else if and $found (not (kindIs "invalid" $v)) }}{{ $v }}{{ else }}{{ index . 2 }}{{ end }}
 {{- end }}
 
 {{/* The chart name, or nameOverride. */}}
