@@ -165,6 +165,7 @@ func (e *Engine) checkSessions(ctx context.Context, c *pgx.Conn, database string
 	if err != nil {
 		return fmt.Errorf("listing the sessions on %q: %w", database, err)
 	}
+	defer rows.Close() // also on a Scan error: the connection is used again after this
 	var who []string
 	for rows.Next() {
 		var name string

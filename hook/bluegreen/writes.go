@@ -51,6 +51,7 @@ func (e *Engine) readCounters(ctx context.Context, database string) (cs *Counter
 	if err != nil {
 		return nil, fmt.Errorf("reading the write counters of %q: %w", database, err)
 	}
+	defer rows.Close() // also on a Scan error, before the next query on c
 	for rows.Next() {
 		var name string
 		var n [3]int64

@@ -134,6 +134,10 @@ func (c *copyFlags) engine(a *app, mf *migrationFlags) (*bluegreen.Engine, error
 	if c.o.Target == "" {
 		return nil, usagef("--strategy copy needs --copy-database (the chart sets it from schemaUpdate.copy.nameTemplate)")
 	}
+	if c.o.Keep < 1 {
+		// The engine reads a zero Keep as its default; a user's 0 must not silently become 3.
+		return nil, usagef("--copy-keep %d (schemaUpdate.copy.keep): keep at least 1 copy (the serving database and the one it was copied from are never dropped)", c.o.Keep)
+	}
 	o := c.o
 	o.Base, o.Version, o.Method = cfg.Database, head, bluegreen.Method(c.method)
 	o.MigrationsTable, o.HistoryTable = a.migrationsTable, a.historyTable

@@ -44,3 +44,27 @@ func TestUnknownStrategyRunsNothing(t *testing.T) {
 		})
 	}
 }
+
+// --copy-keep 0 is refused: the engine reads a zero as its default, so it would keep 3.
+func TestCopyKeepZeroRefused(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCHEMAHOOK_") {
+			t.Setenv(k, "")
+			if err := os.Unsetenv(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	for name, body := range map[string]string{"000001_a.up.sql": "CREATE TABLE a (id int);\n", "000001_a.down.sql": "DROP TABLE a;\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"update", "--database-url", "postgres://app@127.0.0.1:1/app?sslmode=disable", "--migrations", dir,
+		"--log-format", "text", "--wait-for-db", "0", "--strategy", "copy", "--copy-database", "app__v1", "--copy-keep", "0"}
+	if code := Main(context.Background(), args, &stdout, &stderr); code != ExitUsage || !strings.Contains(stderr.String(), "--copy-keep 0") {
+		t.Errorf("exit %d, want %d naming --copy-keep; stderr:\n%s", code, ExitUsage, stderr.String())
+	}
+}
