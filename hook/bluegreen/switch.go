@@ -119,5 +119,17 @@ func (e *Engine) recoverCrashed(ctx context.Context, l *lineage) error {
 			}
 		}
 	}
+	// A serving database is frozen only while a run copies it (a copying row, handled above)
+	// or switches back from it: one left frozen is a switch back that stopped midway, before
+	// the lineage moved. It still serves, so it must take writes again.
+	for name, r := range l.rows {
+		if !r.Serving || !r.Frozen {
+			continue
+		}
+		e.log.Warn("an earlier switch back stopped midway: unfreezing the database that still serves", "database", name)
+		if err := errors.Join(e.allowConnections(ctx, l.c, name, true), e.unfreeze(ctx, l, name)); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -199,3 +199,29 @@ func TestCopyConcurrentHooks(t *testing.T) {
 		t.Fatalf("serving %s", s.serving())
 	}
 }
+
+// A switch back killed after freezing the serving database, before the lineage moved, leaves
+// that database serving and read-only; the next run of any release's hook or guard unfreezes it.
+func TestCopyRecoversAKilledSwitchBack(t *testing.T) {
+	s := upgradedSite(t)
+	ctx := ctxT(t, time.Minute)
+	// What switchBack has done at that point: the serving database frozen, and so recorded.
+	s.with(bluegreen.DefaultLineage(s.base), func(c *pgx.Conn) {
+		if _, err := c.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{s.name(5)}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, `UPDATE schemahook_copies SET frozen = true WHERE name = $1`, s.name(5)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !s.frozen(s.name(5)) {
+		t.Fatal("setup: the serving database is not frozen")
+	}
+	res, err := s.engine(5, bluegreen.Options{}).Activate(ctx)
+	if err != nil || res.Action != bluegreen.Current {
+		t.Fatalf("re-run of the serving release = %+v, %v", res, err)
+	}
+	if s.serving() != s.name(5) || s.frozen(s.name(5)) {
+		t.Fatalf("after the re-run: serving %s, frozen %v; want %s serving and writable", s.serving(), s.frozen(s.name(5)), s.name(5))
+	}
+}
