@@ -13,16 +13,7 @@ import (
 // text: what Helm shows last of a failed hook's log, on Helm 3 and Helm 4 alike. It carries no
 // password and no JSON escaping.
 func TestFailingCommandEndsWithPlainErrorLine(t *testing.T) {
-	// The commands read SCHEMAHOOK_* variables and warn about unknown ones (such as the test
-	// suites' SCHEMAHOOK_TEST_DATABASE_URL); this test is about the output of the flags alone.
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCHEMAHOOK_") {
-			t.Setenv(k, "")
-			if err := os.Unsetenv(k); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	withoutSchemahookEnv(t)
 	dir := t.TempDir()
 	for name, body := range map[string]string{"000001_a.up.sql": "CREATE TABLE a (id int);\n", "000001_a.down.sql": "DROP TABLE a;\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -66,5 +57,20 @@ func TestFinalLineJoinsLines(t *testing.T) {
 	want := "Error: migration drift, refusing to migrate: 000002_b.up.sql: file changed; applied migrations must not change"
 	if got != want {
 		t.Errorf("finalLine = %q, want %q", got, want)
+	}
+}
+
+// withoutSchemahookEnv unsets the caller's SCHEMAHOOK_* variables for the test (restored after):
+// the commands read them and warn about unknown ones (such as the test suites'
+// SCHEMAHOOK_TEST_DATABASE_URL), and these tests are about the output of the flags alone.
+func withoutSchemahookEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCHEMAHOOK_") {
+			t.Setenv(k, "")
+			if err := os.Unsetenv(k); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -12,14 +12,7 @@ import (
 // An unknown --strategy is a usage error and nothing else: the copy strategy must not run
 // because the flag merely failed to parse (update and guard).
 func TestUnknownStrategyRunsNothing(t *testing.T) {
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCHEMAHOOK_") {
-			t.Setenv(k, "")
-			if err := os.Unsetenv(k); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	withoutSchemahookEnv(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "000001_a.up.sql"), []byte("CREATE TABLE a (id int);\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -47,14 +40,7 @@ func TestUnknownStrategyRunsNothing(t *testing.T) {
 
 // --copy-keep 0 is refused: the engine reads a zero as its default, so it would keep 3.
 func TestCopyKeepZeroRefused(t *testing.T) {
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCHEMAHOOK_") {
-			t.Setenv(k, "")
-			if err := os.Unsetenv(k); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	withoutSchemahookEnv(t)
 	dir := t.TempDir()
 	for name, body := range map[string]string{"000001_a.up.sql": "CREATE TABLE a (id int);\n", "000001_a.down.sql": "DROP TABLE a;\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
